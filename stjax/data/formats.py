@@ -1,0 +1,518 @@
+"""Loaders for interaction logs, one per source format, and format detection.
+
+Every loader returns a `Loaded`: the `InteractionLog`, the `RepairReport` of what was
+dropped or repaired, and (for social edge lists) the edges. In strict mode (the default) a
+bad record raises `DataError` naming file, line and field; in repair mode it is dropped and
+counted.
+
+| format | files | ids | time |
+|---|---|---|---|
+| ml-100k | u.data (tab), u.user, u.item (`|`, latin-1) | integers | seconds |
+| ml-1m | ratings.dat, users.dat, movies.dat (`::`, latin-1) | integers | seconds |
+| recbole | X.inter, X.user, X.item (tab, typed header `name:type`) | tokens | seconds |
+| csv / tsv / parquet | any, with a column mapping | tokens | seconds or ISO-8601 |
+| snap | user, ISO time, lat, lon, location (tab; Gowalla, Brightkite) | tokens | ISO-8601 |
+| foursquare | user, venue, category id, category, lat, lon, tz offset, UTC time (tab) | tokens | `Tue Apr 03 18:00:09 +0000 2012` |
+| edges | `user user [weight]` (space or tab) | tokens | none |
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from stjax.data import geo
+from stjax.data.errors import DataError, Issue, RepairReport
+from stjax.data.table import InteractionLog, make_log
+from stjax.data.textio import RawTable, read_delimited
+from stjax.data.validate import RowChecker, to_float, to_int, to_int_id, to_timestamp, to_token
+
+FORMATS = ("ml-100k", "ml-1m", "recbole", "csv", "tsv", "parquet", "snap", "foursquare", "edges")
+CANONICAL_COLUMNS = ("user", "item", "timestamp", "behaviour", "value", "latitude", "longitude", "region")
+COLUMN_ALIASES = {
+    "user": ("user", "user_id", "userid", "uid"),
+    "item": ("item", "item_id", "itemid", "iid", "movie_id", "venue_id", "location_id"),
+    "timestamp": ("timestamp", "time", "ts", "datetime"),
+    "behaviour": ("behaviour", "behavior", "event", "event_type", "action"),
+    "value": ("value", "rating", "score", "weight"),
+    "latitude": ("latitude", "lat"),
+    "longitude": ("longitude", "lon", "lng", "long"),
+    "region": ("region", "city", "area"),
+}
+ML_GENRES = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
+    "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
+)
+
+
+@dataclasses.dataclass
+class SocialEdges:
+    """Directed user-user edges by original id. senders/receivers: object[edges]; weight: float32[edges]."""
+
+    senders: np.ndarray
+    receivers: np.ndarray
+    weight: np.ndarray
+
+
+@dataclasses.dataclass
+class Loaded:
+    log: InteractionLog | None
+    report: RepairReport
+    format: str
+    files: list[str]
+    edges: SocialEdges | None = None
+
+
+def detect_format(path: str | Path) -> str:
+    """The format of `path` when unambiguous; DataError asking for --format otherwise."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or directory")
+    if path.is_dir():
+        if (path / "u.data").exists():
+            return "ml-100k"
+        if (path / "ratings.dat").exists():
+            return "ml-1m"
+        inter = sorted(path.glob("*.inter"))
+        if len(inter) == 1:
+            return "recbole"
+        raise DataError(f"{path}: cannot tell the format of this directory (expected u.data, ratings.dat or one "
+                        f"*.inter file); pass --format, one of {', '.join(FORMATS)}")
+    name = path.name
+    if name == "u.data":
+        return "ml-100k"
+    if name == "ratings.dat":
+        return "ml-1m"
+    suffix = path.suffix.lower()
+    if suffix == ".inter":
+        return "recbole"
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    with open(path, "rb") as handle:
+        first = handle.readline().decode("utf-8", errors="replace").rstrip("\r\n")
+    if "\t" in first:
+        fields = first.split("\t")
+        if len(fields) == 5 and "T" in fields[1] and fields[1][:4].isdigit():
+            return "snap"
+        if len(fields) == 8 and fields[7][-4:].isdigit() and "+" in fields[7]:
+            return "foursquare"
+    lowered = first.lower()
+    if suffix in (".csv", ".tsv", ".txt") and any(a in lowered for a in COLUMN_ALIASES["user"]):
+        return "tsv" if ("\t" in first or suffix == ".tsv") else "csv"
+    raise DataError(f"{path}: cannot tell the format of this file; pass --format, one of {', '.join(FORMATS)}")
+
+
+def load(path: str | Path, format: str | None = None, *, strict: bool = True,
+         columns: dict[str, str] | None = None, region_resolution: int = 4) -> Loaded:
+    """Loads an interaction log (or an edge list) from `path`. See the module docstring."""
+    path = Path(path)
+    format = format or detect_format(path)
+    if format not in FORMATS:
+        raise DataError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
+    if not path.exists():
+        raise DataError(f"{path}: no such file or directory")
+    loader = {
+        "ml-100k": load_ml100k,
+        "ml-1m": load_ml1m,
+        "recbole": load_recbole,
+        "snap": load_snap,
+        "foursquare": load_foursquare,
+        "edges": load_edges,
+    }.get(format)
+    if loader is not None:
+        kwargs = {"region_resolution": region_resolution} if format in ("snap", "foursquare") else {}
+        loaded = loader(path, strict=strict, **kwargs)
+    else:
+        loaded = load_table(path, format, strict=strict, columns=columns)
+    loaded.report.check()
+    return loaded
+
+
+def _in_dir(path: Path, name: str) -> Path:
+    return path / name if path.is_dir() else path.parent / name
+
+
+def _finish(checker: RowChecker, raw: RawTable, columns: dict) -> dict:
+    keep = checker.finish()
+    out = {}
+    for key, column in columns.items():
+        if isinstance(column, (pa.Array, pa.ChunkedArray)):
+            out[key] = column.filter(pa.array(keep))
+        else:
+            out[key] = np.asarray(column)[keep]
+    return out
+
+
+def _check_nonempty(rows: dict, report: RepairReport, file: str) -> None:
+    if len(rows["timestamp"]) == 0:
+        raise DataError(f"{file}: no valid rows left ({report.rows_read} read, all dropped: "
+                        + ", ".join(f"{k}={v}" for k, v in report.dropped.items()) + ")")
+
+
+def _movielens_users(raw: RawTable, strict: bool, report: RepairReport) -> dict:
+    checker = RowChecker(raw, strict, RepairReport())
+    ids = to_int_id(checker, raw.columns["user"], "user")
+    age = to_int(checker, raw.columns["age"], "age", low=0, high=150)
+    keep = checker.finish()
+    zips = np.asarray(raw.columns["zip"].to_pylist(), dtype=object)[keep]
+    found = geo.lookup_postal_codes(zips)
+    report.repaired["postal_code_unmatched"] += found.num_unmatched
+    return {
+        "id": np.asarray(ids.to_pylist(), dtype=object)[keep],
+        "age": age[keep].astype(np.int32),
+        "gender": np.asarray(raw.columns["gender"].to_pylist(), dtype=object)[keep],
+        "occupation": np.asarray(raw.columns["occupation"].to_pylist(), dtype=object)[keep],
+        "postal_code": zips,
+        "latitude": found.latitude,
+        "longitude": found.longitude,
+        "state": found.state,
+    }
+
+
+def _region_from_users(log: InteractionLog) -> InteractionLog:
+    """Events get the region (state) and home coordinates of their user, when known."""
+    state = log.users.get("state")
+    if state is None:
+        return log
+    from stjax.data.table import _encode_optional
+
+    codes, vocab = _encode_optional(pa.array(state[log.user].tolist(), pa.string()))
+    log.region, log.region_vocab = codes, vocab
+    log.latitude = log.users["latitude"][log.user]
+    log.longitude = log.users["longitude"][log.user]
+    return log
+
+
+def load_ml100k(path: Path, strict: bool = True) -> Loaded:
+    report = RepairReport()
+    data_file = _in_dir(path, "u.data")
+    raw = read_delimited(data_file, delimiter="\t", names=["user", "item", "rating", "timestamp"], strict=strict)
+    checker = RowChecker(raw, strict, report)
+    user = to_int_id(checker, raw.columns["user"], "user")
+    item = to_int_id(checker, raw.columns["item"], "item")
+    rating = to_float(checker, raw.columns["rating"], "rating", low=0, high=5)
+    stamp = to_timestamp(checker, raw.columns["timestamp"], "timestamp")
+    rows = _finish(checker, raw, {"user": user, "item": item, "value": rating, "timestamp": stamp})
+    _check_nonempty(rows, report, raw.file)
+    log = make_log(rows["user"], rows["item"], rows["timestamp"], value=rows["value"], name="ml-100k")
+    files = [raw.file]
+    user_file = _in_dir(path, "u.user")
+    if user_file.exists():
+        users_raw = read_delimited(user_file, delimiter="|", names=["user", "age", "gender", "occupation", "zip"],
+                                   encoding="latin-1", strict=strict)
+        log.users = _align(_movielens_users(users_raw, strict, report), log)
+        log = _region_from_users(log)
+        files.append(users_raw.file)
+    item_file = _in_dir(path, "u.item")
+    if item_file.exists():
+        names = ["item", "title", "release_date", "video_release_date", "url", *ML_GENRES]
+        items_raw = read_delimited(item_file, delimiter="|", names=names, encoding="latin-1", strict=strict)
+        checker = RowChecker(items_raw, strict, RepairReport())
+        ids = to_int_id(checker, items_raw.columns["item"], "item")
+        flags = np.stack([items_raw.columns[g].to_numpy(zero_copy_only=False) == "1" for g in ML_GENRES], axis=1)
+        keep = checker.finish()
+        genres = np.asarray(["|".join(g for g, f in zip(ML_GENRES, row) if f) for row in flags], dtype=object)
+        log.items = _align({
+            "id": np.asarray(ids.to_pylist(), dtype=object)[keep],
+            "title": np.asarray(items_raw.columns["title"].to_pylist(), dtype=object)[keep],
+            "genres": genres[keep],
+        }, log, "item")
+        files.append(items_raw.file)
+    return Loaded(log, report, "ml-100k", files)
+
+
+def _align(table: dict, log: InteractionLog, key: str = "user") -> dict:
+    from stjax.data.table import align_side_table
+
+    return align_side_table(table, log.user_vocab if key == "user" else log.item_vocab)
+
+
+def load_ml1m(path: Path, strict: bool = True) -> Loaded:
+    report = RepairReport()
+    raw = read_delimited(_in_dir(path, "ratings.dat"), delimiter="::", names=["user", "item", "rating", "timestamp"],
+                         encoding="latin-1", strict=strict)
+    checker = RowChecker(raw, strict, report)
+    user = to_int_id(checker, raw.columns["user"], "user")
+    item = to_int_id(checker, raw.columns["item"], "item")
+    rating = to_float(checker, raw.columns["rating"], "rating", low=0, high=5)
+    stamp = to_timestamp(checker, raw.columns["timestamp"], "timestamp")
+    rows = _finish(checker, raw, {"user": user, "item": item, "value": rating, "timestamp": stamp})
+    _check_nonempty(rows, report, raw.file)
+    log = make_log(rows["user"], rows["item"], rows["timestamp"], value=rows["value"], name="ml-1m")
+    files = [raw.file]
+    user_file = _in_dir(path, "users.dat")
+    if user_file.exists():
+        users_raw = read_delimited(user_file, delimiter="::", names=["user", "gender", "age", "occupation", "zip"],
+                                   encoding="latin-1", strict=strict)
+        log.users = _align(_movielens_users(users_raw, strict, report), log)
+        log = _region_from_users(log)
+        files.append(users_raw.file)
+    movie_file = _in_dir(path, "movies.dat")
+    if movie_file.exists():
+        # Titles contain ':' but never '::'.
+        items_raw = read_delimited(movie_file, delimiter="::", names=["item", "title", "genres"],
+                                   encoding="latin-1", strict=strict)
+        checker = RowChecker(items_raw, strict, RepairReport())
+        ids = to_int_id(checker, items_raw.columns["item"], "item")
+        keep = checker.finish()
+        log.items = _align({
+            "id": np.asarray(ids.to_pylist(), dtype=object)[keep],
+            "title": np.asarray(items_raw.columns["title"].to_pylist(), dtype=object)[keep],
+            "genres": np.asarray(items_raw.columns["genres"].to_pylist(), dtype=object)[keep],
+        }, log, "item")
+        files.append(items_raw.file)
+    return Loaded(log, report, "ml-1m", files)
+
+
+RECBOLE_TYPES = ("token", "token_seq", "float", "float_seq")
+
+
+def _recbole_header(file: Path) -> list[tuple[str, str]]:
+    with open(file, "rb") as handle:
+        first = handle.readline().decode("utf-8", errors="replace").rstrip("\r\n")
+    if not first:
+        raise DataError([Issue(str(file), None, None, "file is empty", "empty_file")])
+    fields = []
+    for column in first.split("\t"):
+        name, _, kind = column.partition(":")
+        if kind not in RECBOLE_TYPES:
+            raise DataError([Issue(str(file), 1, name or column,
+                                   f"expected a typed header 'name:type' with type in {', '.join(RECBOLE_TYPES)}, "
+                                   f"found {column!r}", "header")])
+        fields.append((name, kind))
+    return fields
+
+
+def _read_recbole(file: Path, strict: bool) -> tuple[RawTable, dict[str, str]]:
+    fields = _recbole_header(file)
+    raw = read_delimited(file, delimiter="\t", header=True, names=[n for n, _ in fields], strict=strict)
+    return raw, dict(fields)
+
+
+def load_recbole(path: Path, strict: bool = True) -> Loaded:
+    if path.is_dir():
+        inter = sorted(path.glob("*.inter"))
+        if len(inter) != 1:
+            raise DataError(f"{path}: expected exactly one *.inter file, found {len(inter)}")
+        path = inter[0]
+    report = RepairReport()
+    raw, types = _read_recbole(path, strict)
+    for required in ("user_id", "item_id"):
+        if required not in types:
+            raise DataError([Issue(raw.file, 1, required, "missing required column", "header")])
+    checker = RowChecker(raw, strict, report)
+    user = to_token(checker, raw.columns["user_id"], "user_id")
+    item = to_token(checker, raw.columns["item_id"], "item_id")
+    columns = {"user": user, "item": item}
+    if "timestamp" in types:
+        columns["timestamp"] = to_timestamp(checker, raw.columns["timestamp"], "timestamp")
+    else:
+        # Without time, file order is the sequence order.
+        columns["timestamp"] = np.arange(raw.num_rows, dtype=np.int64)
+    for name in ("rating", "value", "weight"):
+        if name in types:
+            columns["value"] = to_float(checker, raw.columns[name], name)
+            break
+    rows = _finish(checker, raw, columns)
+    _check_nonempty(rows, report, raw.file)
+    log = make_log(rows["user"], rows["item"], rows["timestamp"], value=rows.get("value"), name=path.stem)
+    files = [raw.file]
+    user_file = path.with_suffix(".user")
+    if user_file.exists():
+        users_raw, user_types = _read_recbole(user_file, strict)
+        table = {"id": np.asarray(users_raw.columns["user_id"].to_pylist(), dtype=object)}
+        for name, kind in user_types.items():
+            if name == "user_id":
+                continue
+            table[name] = np.asarray(users_raw.columns[name].to_pylist(), dtype=object)
+        if "zip_code" in table:
+            found = geo.lookup_postal_codes(table["zip_code"])
+            report.repaired["postal_code_unmatched"] += found.num_unmatched
+            table.update(latitude=found.latitude, longitude=found.longitude, state=found.state)
+        log.users = _align(table, log)
+        log = _region_from_users(log)
+        files.append(users_raw.file)
+    item_file = path.with_suffix(".item")
+    if item_file.exists():
+        items_raw, item_types = _read_recbole(item_file, strict)
+        table = {"id": np.asarray(items_raw.columns["item_id"].to_pylist(), dtype=object)}
+        for name in item_types:
+            if name != "item_id":
+                table[name] = np.asarray(items_raw.columns[name].to_pylist(), dtype=object)
+        log.items = _align(table, log, "item")
+        files.append(items_raw.file)
+    return Loaded(log, report, "recbole", files)
+
+
+def _resolve_columns(present: list[str], mapping: dict[str, str] | None, file: str) -> dict[str, str]:
+    """canonical name -> column in the file."""
+    mapping = dict(mapping or {})
+    for key in mapping:
+        if key not in CANONICAL_COLUMNS:
+            raise DataError(f"{file}: unknown column role {key!r} in the mapping; expected one of "
+                            f"{', '.join(CANONICAL_COLUMNS)}")
+    lowered = {p.lower(): p for p in present}
+    resolved = {}
+    for canonical in CANONICAL_COLUMNS:
+        if canonical in mapping:
+            source = mapping[canonical]
+            if source not in present:
+                raise DataError([Issue(file, 1, source, f"missing column (mapped to {canonical}); found columns: "
+                                       f"{', '.join(present)}", "header")])
+            resolved[canonical] = source
+            continue
+        for alias in COLUMN_ALIASES[canonical]:
+            if alias in lowered:
+                resolved[canonical] = lowered[alias]
+                break
+    for required in ("user", "item", "timestamp"):
+        if required not in resolved:
+            raise DataError([Issue(file, 1, required, "missing required column; found columns: " + ", ".join(present)
+                                   + " (map one with --columns " + required + "=NAME)", "header")])
+    return resolved
+
+
+def load_table(path: Path, format: str, strict: bool = True, columns: dict[str, str] | None = None) -> Loaded:
+    """Generic CSV / TSV / Parquet with a header and a column mapping."""
+    report = RepairReport()
+    if format == "parquet":
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowInvalid, OSError) as err:
+            raise DataError(f"{path}: not a readable Parquet file ({err})") from None
+        names = table.column_names
+        if len(set(names)) != len(names):
+            dup = next(n for n in names if names.count(n) > 1)
+            raise DataError([Issue(str(path), None, dup, "duplicated column name", "header")])
+        if table.num_rows == 0:
+            raise DataError([Issue(str(path), None, None, "header only, no data rows", "empty_file")])
+        string_columns = {}
+        for name in names:
+            column = table.column(name).combine_chunks()
+            if pa.types.is_floating(column.type):
+                # Keep NaN visible as text so that it is reported, not silently kept.
+                column = pc.cast(column, pa.string())
+            elif not pa.types.is_string(column.type):
+                column = pc.cast(column, pa.string())
+            string_columns[name] = pc.fill_null(column, "")
+        raw = RawTable(str(path), string_columns, np.arange(table.num_rows, dtype=np.int64) + 1, [], table.num_rows)
+        where = "row"
+    else:
+        delimiter = "\t" if format == "tsv" else ","
+        raw = read_delimited(path, delimiter=delimiter, header=True, quote_char='"', strict=strict)
+        where = "line"
+    del where
+    resolved = _resolve_columns(list(raw.columns), columns, raw.file)
+    checker = RowChecker(raw, strict, report)
+    out = {
+        "user": to_token(checker, raw.columns[resolved["user"]], resolved["user"]),
+        "item": to_token(checker, raw.columns[resolved["item"]], resolved["item"]),
+    }
+    ts_column = raw.columns[resolved["timestamp"]]
+    sample = next((v for v in ts_column.to_pylist()[:100] if v), "0")
+    style = "iso" if ("-" in sample[1:] and ":" in sample) else "seconds"
+    out["timestamp"] = to_timestamp(checker, ts_column, resolved["timestamp"], style=style)
+    if "value" in resolved:
+        out["value"] = to_float(checker, raw.columns[resolved["value"]], resolved["value"], optional=True)
+    if "latitude" in resolved:
+        out["latitude"] = to_float(checker, raw.columns[resolved["latitude"]], resolved["latitude"],
+                                   low=-90, high=90, optional=True, repair_range=True)
+    if "longitude" in resolved:
+        out["longitude"] = to_float(checker, raw.columns[resolved["longitude"]], resolved["longitude"],
+                                    low=-180, high=180, optional=True, repair_range=True)
+    if "behaviour" in resolved:
+        out["behaviour"] = raw.columns[resolved["behaviour"]]
+    if "region" in resolved:
+        out["region"] = raw.columns[resolved["region"]]
+    rows = _finish(checker, raw, out)
+    _check_nonempty(rows, report, raw.file)
+    log = make_log(rows.pop("user"), rows.pop("item"), rows.pop("timestamp"), name=Path(path).stem, **rows)
+    return Loaded(log, report, format, [raw.file])
+
+
+def _add_cells(log: InteractionLog, resolution: int) -> InteractionLog:
+    from stjax.data.table import _encode_optional
+
+    cells = geo.h3_cells(log.latitude, log.longitude, resolution)
+    log.region, log.region_vocab = _encode_optional(pa.array(cells.tolist(), pa.string()))
+    return log
+
+
+def load_snap(path: Path, strict: bool = True, region_resolution: int = 4) -> Loaded:
+    report = RepairReport()
+    raw = read_delimited(path, delimiter="\t", names=["user", "time", "latitude", "longitude", "location"],
+                         strict=strict)
+    checker = RowChecker(raw, strict, report)
+    rows = _finish(checker, raw, {
+        "user": to_token(checker, raw.columns["user"], "user"),
+        "timestamp": to_timestamp(checker, raw.columns["time"], "time", style="iso"),
+        "latitude": to_float(checker, raw.columns["latitude"], "latitude", low=-90, high=90),
+        "longitude": to_float(checker, raw.columns["longitude"], "longitude", low=-180, high=180),
+        "item": to_token(checker, raw.columns["location"], "location"),
+    })
+    _check_nonempty(rows, report, raw.file)
+    log = make_log(rows["user"], rows["item"], rows["timestamp"], latitude=rows["latitude"],
+                   longitude=rows["longitude"], default_behaviour="check-in", name=Path(path).stem)
+    return Loaded(_add_cells(log, region_resolution), report, "snap", [raw.file])
+
+
+def load_foursquare(path: Path, strict: bool = True, region_resolution: int = 4) -> Loaded:
+    report = RepairReport()
+    names = ["user", "venue", "category_id", "category", "latitude", "longitude", "tz_offset", "utc_time"]
+    raw = read_delimited(path, delimiter="\t", names=names, encoding="latin-1", strict=strict)
+    checker = RowChecker(raw, strict, report)
+    rows = _finish(checker, raw, {
+        "user": to_token(checker, raw.columns["user"], "user"),
+        "item": to_token(checker, raw.columns["venue"], "venue"),
+        "category": raw.columns["category"],
+        "latitude": to_float(checker, raw.columns["latitude"], "latitude", low=-90, high=90),
+        "longitude": to_float(checker, raw.columns["longitude"], "longitude", low=-180, high=180),
+        "tz_offset": to_int(checker, raw.columns["tz_offset"], "tz_offset", low=-24 * 60, high=24 * 60,
+                            what="minutes"),
+        "timestamp": to_timestamp(checker, raw.columns["utc_time"], "utc_time", style="twitter"),
+    })
+    _check_nonempty(rows, report, raw.file)
+    log = make_log(rows["user"], rows["item"], rows["timestamp"], latitude=rows["latitude"],
+                   longitude=rows["longitude"], default_behaviour="check-in", name=Path(path).stem)
+    # Venue side table: the category and the first coordinates seen for each venue.
+    first = np.unique(log.item, return_index=True)[1]
+    categories = np.full(len(log.item_vocab), "", dtype=object)
+    categories[log.item[first]] = np.asarray(rows["category"].to_pylist(), dtype=object)[first]
+    venue_lat = np.full(len(log.item_vocab), np.nan)
+    venue_lon = np.full(len(log.item_vocab), np.nan)
+    venue_lat[log.item[first]] = log.latitude[first]
+    venue_lon[log.item[first]] = log.longitude[first]
+    log.items = {"category": categories, "latitude": venue_lat, "longitude": venue_lon}
+    log.users = {}
+    return Loaded(_add_cells(log, region_resolution), report, "foursquare", [raw.file])
+
+
+def load_edges(path: Path, strict: bool = True) -> Loaded:
+    """Trust/social edge list: `user user [weight]` separated by tabs or spaces."""
+    report = RepairReport()
+    with open(path, "rb") as handle:
+        first = handle.readline().decode("utf-8", errors="replace").strip()
+    if not first:
+        raise DataError([Issue(str(path), None, None, "file is empty", "empty_file")])
+    delimiter = "\t" if "\t" in first else " "
+    width = len(first.split(delimiter))
+    if width not in (2, 3):
+        raise DataError([Issue(str(path), 1, None, f"expected 2 or 3 fields (user user [weight]), found {width}",
+                               "wrong_column_count")])
+    names = ["source", "target", "weight"][:width]
+    raw = read_delimited(path, delimiter=delimiter, names=names, strict=strict)
+    checker = RowChecker(raw, strict, report)
+    source = to_token(checker, raw.columns["source"], "source")
+    target = to_token(checker, raw.columns["target"], "target")
+    weight = (to_float(checker, raw.columns["weight"], "weight") if width == 3
+              else np.ones(raw.num_rows))
+    rows = _finish(checker, raw, {"source": source, "target": target, "weight": weight})
+    edges = SocialEdges(np.asarray(rows["source"].to_pylist(), dtype=object),
+                        np.asarray(rows["target"].to_pylist(), dtype=object),
+                        rows["weight"].astype(np.float32))
+    return Loaded(None, report, "edges", [raw.file], edges=edges)
