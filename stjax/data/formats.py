@@ -394,12 +394,13 @@ def load_table(path: Path, format: str, strict: bool = True, columns: dict[str, 
         string_columns = {}
         for name in names:
             column = table.column(name).combine_chunks()
-            if pa.types.is_floating(column.type):
-                # Keep NaN visible as text so that it is reported, not silently kept.
-                column = pc.cast(column, pa.string())
-            elif not pa.types.is_string(column.type):
-                column = pc.cast(column, pa.string())
-            string_columns[name] = pc.fill_null(column, "")
+            if pa.types.is_dictionary(column.type):
+                column = column.cast(column.type.value_type)
+            if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+                column = pc.fill_null(column, "")
+            elif not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
+                column = pc.fill_null(pc.cast(column, pa.string()), "")
+            string_columns[name] = column
         raw = RawTable(str(path), string_columns, np.arange(table.num_rows, dtype=np.int64) + 1, [], table.num_rows)
         where = "row"
     else:
@@ -414,8 +415,10 @@ def load_table(path: Path, format: str, strict: bool = True, columns: dict[str, 
         "item": to_token(checker, raw.columns[resolved["item"]], resolved["item"]),
     }
     ts_column = raw.columns[resolved["timestamp"]]
-    sample = next((v for v in ts_column.to_pylist()[:100] if v), "0")
-    style = "iso" if ("-" in sample[1:] and ":" in sample) else "seconds"
+    style = "seconds"
+    if pa.types.is_string(ts_column.type):
+        sample = next((v for v in ts_column.slice(0, 100).to_pylist() if v), "0")
+        style = "iso" if ("-" in sample[1:] and ":" in sample) else "seconds"
     out["timestamp"] = to_timestamp(checker, ts_column, resolved["timestamp"], style=style)
     if "value" in resolved:
         out["value"] = to_float(checker, raw.columns[resolved["value"]], resolved["value"], optional=True)
@@ -425,10 +428,10 @@ def load_table(path: Path, format: str, strict: bool = True, columns: dict[str, 
     if "longitude" in resolved:
         out["longitude"] = to_float(checker, raw.columns[resolved["longitude"]], resolved["longitude"],
                                     low=-180, high=180, optional=True, repair_range=True)
-    if "behaviour" in resolved:
-        out["behaviour"] = raw.columns[resolved["behaviour"]]
-    if "region" in resolved:
-        out["region"] = raw.columns[resolved["region"]]
+    for role in ("behaviour", "region"):
+        if role in resolved:
+            column = raw.columns[resolved[role]]
+            out[role] = column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
     rows = _finish(checker, raw, out)
     _check_nonempty(rows, report, raw.file)
     log = make_log(rows.pop("user"), rows.pop("item"), rows.pop("timestamp"), name=Path(path).stem, **rows)

@@ -157,6 +157,13 @@ def read_delimited(
         delim = b"\x1f"
         arr = np.frombuffer(buf, dtype=np.uint8)
         starts, ends = _line_bounds(arr)
+    # A carriage return left after CRLF normalisation would end a line for Arrow.
+    stray = np.flatnonzero(arr == 13)
+    if len(stray):
+        for index in np.unique(np.searchsorted(ends, stray, side="left")):
+            if index >= first_data and not bad_line[index]:
+                bad_line[index] = True
+                issues.append(Issue(name, int(index) + 1, None, "stray carriage return inside the line", "stray_carriage_return"))
     delim_positions = np.flatnonzero(arr == delim[0])
     line_of_delim = np.searchsorted(ends, delim_positions, side="left")
     field_counts = np.bincount(line_of_delim, minlength=num_lines)[:num_lines] + 1
@@ -168,6 +175,8 @@ def read_delimited(
     # A last empty line is only the file's final newline.
     wrong = np.zeros(num_lines, dtype=bool)
     wrong[data] = (field_counts[data] != expected) & ~empty[data]
+    empty &= ~bad_line
+    wrong &= ~bad_line
     for index in np.flatnonzero(empty)[:max_issues]:
         issues.append(Issue(name, int(index) + 1, None, "empty line", "empty_line"))
     for index in np.flatnonzero(wrong)[:max_issues]:

@@ -105,11 +105,18 @@ def to_float(checker: RowChecker, column: pa.Array, field: str, *, low=None, hig
     optional: empty values become NaN instead of errors.
     repair_range: out-of-range values become NaN and are counted as repaired (repair mode).
     """
+    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+        return _numeric_float(checker, column, field, low, high, optional, repair_range)
     empty = pc.equal(column, "").to_numpy(zero_copy_only=False)
     matches = pc.match_substring_regex(column, FLOAT_PATTERN).to_numpy(zero_copy_only=False)
     lowered = pc.utf8_lower(column)
     nonfinite = pc.is_in(lowered, pa.array(["nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "-infinity"]))
     nonfinite = nonfinite.to_numpy(zero_copy_only=False)
+    if optional:
+        # In an optional column NaN means missing (as Parquet and pandas write it).
+        nan_text = pc.is_in(lowered, pa.array(["nan", "+nan", "-nan"])).to_numpy(zero_copy_only=False)
+        empty = empty | nan_text
+        nonfinite = nonfinite & ~nan_text
     bad_text = ~matches & ~nonfinite & ~(empty & optional)
     checker.flag(bad_text, field, "not_a_number", lambda v: f"expected a number, found {_show(v)}", column)
     checker.flag(nonfinite, field, "not_finite", lambda v: f"expected a finite number, found {_show(v)}", column)
@@ -132,12 +139,45 @@ def to_float(checker: RowChecker, column: pa.Array, field: str, *, low=None, hig
     return values
 
 
+def _numeric_float(checker, column, field, low, high, optional, repair_range) -> np.ndarray:
+    """Typed columns (Parquet): no text round trip; nulls and NaN are missing or errors."""
+    values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64, copy=True)
+    missing = np.isnan(values)
+    if not optional:
+        checker.flag(missing, field, "not_finite", lambda v: f"expected a finite number, found {_show(v)}", column)
+    infinite = np.isinf(values)
+    checker.flag(infinite, field, "not_finite", lambda v: f"expected a finite number, found {_show(v)}", column)
+    out_of_range = np.zeros(len(values), dtype=bool)
+    with np.errstate(invalid="ignore"):
+        if low is not None:
+            out_of_range |= values < low
+        if high is not None:
+            out_of_range |= values > high
+    if out_of_range.any():
+        if repair_range and not checker.strict:
+            checker.repair(int((out_of_range & ~checker.drop).sum()), f"{field}_out_of_range_set_missing")
+            values[out_of_range] = np.nan
+        else:
+            checker.flag(out_of_range, field, "out_of_range",
+                         lambda v: f"expected a value in [{low}, {high}], found {v}", column)
+    return values
+
+
 def to_timestamp(checker: RowChecker, column: pa.Array, field: str, *, style: str = "seconds") -> np.ndarray:
     """int64 seconds since the epoch, UTC.
 
     style: 'seconds' (integer or integral float seconds), 'iso' (ISO-8601 such as
     2010-10-19T23:55:27Z or with an offset), 'twitter' (Tue Apr 03 18:00:09 +0000 2012).
     """
+    if style == "seconds" and pa.types.is_integer(column.type):
+        values = pc.fill_null(column, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        checker.flag(pc.is_null(column).to_numpy(zero_copy_only=False), field, "missing_value",
+                     lambda v: "expected integer seconds, found empty", column)
+        checker.flag(values < 0, field, "bad_timestamp",
+                     lambda v: f"expected non-negative integer seconds, found {v}", column)
+        checker.flag(values > MAX_TIMESTAMP, field, "bad_timestamp",
+                     lambda v: f"expected seconds before 2100, found {v} (milliseconds?)", column)
+        return np.where(checker.drop, 0, values)
     if style == "seconds":
         values = to_float(checker, column, field)
         with np.errstate(invalid="ignore"):
@@ -168,6 +208,10 @@ def to_timestamp(checker: RowChecker, column: pa.Array, field: str, *, style: st
 
 def to_token(checker: RowChecker, column: pa.Array, field: str) -> pa.Array:
     """Non-empty string ids."""
+    if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
+        checker.flag(pc.is_null(column).to_numpy(zero_copy_only=False), field, "missing_value",
+                     lambda v: "expected an id, found empty", column)
+        return pc.cast(pc.fill_null(column, 0) if pa.types.is_integer(column.type) else column, pa.string())
     empty = pc.equal(column, "").to_numpy(zero_copy_only=False)
     checker.flag(empty, field, "missing_value", lambda v: "expected an id, found empty", column)
     return column
