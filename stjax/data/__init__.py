@@ -3,7 +3,13 @@
 Models never see this package's objects: they get plain NumPy batches (`batching`).
 """
 
-from stjax.data.batching import BatchIterator, EvalBatch, SequenceBatch, SequenceData, build_sequences
+from stjax.data.batching import (
+    BatchIterator,
+    EvalBatch,
+    SequenceBatch,
+    SequenceData,
+    build_sequences,
+)
 from stjax.data.errors import DataError, Issue, RepairReport
 from stjax.data.formats import FORMATS, Loaded, detect_format, load
 from stjax.data.preprocess import deduplicate, k_core, min_history, preprocess

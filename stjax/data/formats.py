@@ -139,6 +139,8 @@ def _in_dir(path: Path, name: str) -> Path:
 
 def _finish(checker: RowChecker, raw: RawTable, columns: dict) -> dict:
     keep = checker.finish()
+    if keep.all():  # the common case: no copies
+        return dict(columns)
     out = {}
     for key, column in columns.items():
         if isinstance(column, (pa.Array, pa.ChunkedArray)):
@@ -382,7 +384,10 @@ def load_table(path: Path, format: str, strict: bool = True, columns: dict[str, 
     report = RepairReport()
     if format == "parquet":
         try:
-            table = pq.read_table(path)
+            schema_names = pq.read_schema(path).names
+            wanted = set(_resolve_columns(schema_names, columns, str(path)).values()) if len(set(schema_names)) == len(
+                schema_names) else None
+            table = pq.read_table(path, columns=[n for n in schema_names if wanted is None or n in wanted])
         except (pa.ArrowInvalid, OSError) as err:
             raise DataError(f"{path}: not a readable Parquet file ({err})") from None
         names = table.column_names

@@ -20,6 +20,10 @@ import pyarrow.csv as pacsv
 
 from stjax.data.errors import DataError, Issue
 
+# mimalloc (Arrow's default pool) keeps freed pages; on 25M-row tables that doubles the
+# resident memory. The system allocator returns them.
+pa.set_memory_pool(pa.system_memory_pool())
+
 
 @dataclasses.dataclass
 class RawTable:

@@ -141,7 +141,9 @@ def to_float(checker: RowChecker, column: pa.Array, field: str, *, low=None, hig
 
 def _numeric_float(checker, column, field, low, high, optional, repair_range) -> np.ndarray:
     """Typed columns (Parquet): no text round trip; nulls and NaN are missing or errors."""
-    values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64, copy=True)
+    values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+    if not values.flags.writeable:
+        values = values.copy()
     missing = np.isnan(values)
     if not optional:
         checker.flag(missing, field, "not_finite", lambda v: f"expected a finite number, found {_show(v)}", column)
@@ -170,14 +172,16 @@ def to_timestamp(checker: RowChecker, column: pa.Array, field: str, *, style: st
     2010-10-19T23:55:27Z or with an offset), 'twitter' (Tue Apr 03 18:00:09 +0000 2012).
     """
     if style == "seconds" and pa.types.is_integer(column.type):
-        values = pc.fill_null(column, -1).to_numpy(zero_copy_only=False).astype(np.int64)
-        checker.flag(pc.is_null(column).to_numpy(zero_copy_only=False), field, "missing_value",
-                     lambda v: "expected integer seconds, found empty", column)
+        if column.null_count:
+            checker.flag(pc.is_null(column).to_numpy(zero_copy_only=False), field, "missing_value",
+                         lambda v: "expected integer seconds, found empty", column)
+            column = pc.fill_null(column, -1)
+        values = pc.cast(column, pa.int64()).to_numpy(zero_copy_only=False)
         checker.flag(values < 0, field, "bad_timestamp",
                      lambda v: f"expected non-negative integer seconds, found {v}", column)
         checker.flag(values > MAX_TIMESTAMP, field, "bad_timestamp",
                      lambda v: f"expected seconds before 2100, found {v} (milliseconds?)", column)
-        return np.where(checker.drop, 0, values)
+        return values
     if style == "seconds":
         values = to_float(checker, column, field)
         with np.errstate(invalid="ignore"):

@@ -1,0 +1,233 @@
+"""Graph layers on `jraph.GraphsTuple`, written on segment operations.
+
+Messages flow from `senders` to `receivers`; attention normalises over the edges that
+arrive at each receiver. Letters: N nodes, E edges, F features, H heads, C per-head
+channels. Padding from `jraph.pad_with_graphs` adds nodes and edges that only touch
+padding nodes, so real outputs never change; `segment_softmax` is written stably here
+(no call into jraph utilities that use APIs removed from current JAX).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import jraph
+
+Dtype = Any
+Array = jax.Array
+
+
+def _p(init, names):
+    return nn.with_logical_partitioning(init, names)
+
+
+def segment_softmax(logits: Array, segment_ids: Array, num_segments: int) -> Array:
+    """Softmax of logits float[E, ...] within each segment (receiver)."""
+    maxima = jax.ops.segment_max(logits, segment_ids, num_segments)
+    maxima = jnp.where(jnp.isfinite(maxima), maxima, 0.0)
+    shifted = jnp.exp(logits - jax.lax.stop_gradient(maxima)[segment_ids])
+    totals = jax.ops.segment_sum(shifted, segment_ids, num_segments)
+    return shifted / jnp.where(totals > 0, totals, 1.0)[segment_ids]
+
+
+def add_self_loops(graph: jraph.GraphsTuple, edge_fill: float = 0.0) -> jraph.GraphsTuple:
+    """Adds an edge i -> i for every node (edge features of loops are `edge_fill`)."""
+    num_nodes = jax.tree_util.tree_leaves(graph.nodes)[0].shape[0]
+    loops = jnp.arange(num_nodes, dtype=graph.senders.dtype)
+    edges = graph.edges
+    if edges is not None:
+        edges = jnp.concatenate([edges, jnp.full((num_nodes, edges.shape[-1]), edge_fill, edges.dtype)])
+    return graph._replace(senders=jnp.concatenate([graph.senders, loops]),
+                          receivers=jnp.concatenate([graph.receivers, loops]), edges=edges,
+                          n_edge=graph.n_edge + graph.n_node)
+
+
+class GAT(nn.Module):
+    """Graph attention (Veličković et al., ICLR 2018), multi-head, optional edge features.
+
+      z_j = W h_j                         (per head, [H, C])
+      e_ij = LeakyReLU(a_r · z_i + a_s · z_j + a_e · W_e x_ij)    (j sender, i receiver)
+      α_ij = softmax over edges into i of e_ij
+      h'_i = concat_h or mean_h of Σ_j α_ij z_j   (+ bias)
+
+    __call__(graph) -> (graph with nodes float[N, H*C or C], attention float[E', H]) where E'
+    counts the added self-loops when `self_loops` is set.
+    """
+
+    features: int
+    num_heads: int = 1
+    concat: bool = True
+    self_loops: bool = True
+    negative_slope: float = 0.2
+    attention_dropout: float = 0.0
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, graph: jraph.GraphsTuple, deterministic: bool = True):
+        if self.self_loops:
+            graph = add_self_loops(graph)
+        nodes = graph.nodes.astype(self.dtype)
+        num_nodes = nodes.shape[0]
+        H, C = self.num_heads, self.features
+        z = nn.DenseGeneral((H, C), use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype, name="projection",
+                            kernel_init=_p(nn.initializers.xavier_uniform(), ("embed", "heads", "kv")))(nodes)
+        att_receiver = self.param("attention_receiver", _p(nn.initializers.xavier_uniform(), ("heads", "kv")), (H, C),
+                                  self.param_dtype).astype(self.dtype)
+        att_sender = self.param("attention_sender", _p(nn.initializers.xavier_uniform(), ("heads", "kv")), (H, C),
+                                self.param_dtype).astype(self.dtype)
+        logits = (jnp.sum(z * att_receiver, -1)[graph.receivers] + jnp.sum(z * att_sender, -1)[graph.senders])  # [E, H]
+        if graph.edges is not None:
+            edge_z = nn.DenseGeneral((H, C), use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype,
+                                     name="edge_projection")(graph.edges.astype(self.dtype))
+            att_edge = self.param("attention_edge", _p(nn.initializers.xavier_uniform(), ("heads", "kv")), (H, C),
+                                  self.param_dtype).astype(self.dtype)
+            logits = logits + jnp.sum(edge_z * att_edge, -1)
+        logits = jax.nn.leaky_relu(logits, self.negative_slope)
+        alpha = segment_softmax(logits, graph.receivers, num_nodes)  # [E, H]
+        dropped = nn.Dropout(self.attention_dropout)(alpha, deterministic=deterministic)
+        messages = dropped[..., None] * z[graph.senders]  # [E, H, C]
+        out = jax.ops.segment_sum(messages, graph.receivers, num_nodes)  # [N, H, C]
+        out = out.reshape(num_nodes, H * C) if self.concat else out.mean(axis=1)
+        bias = self.param("bias", _p(nn.initializers.zeros, ("embed",)), (out.shape[-1],), self.param_dtype)
+        return graph._replace(nodes=out + bias.astype(self.dtype)), alpha
+
+
+class GATv2(nn.Module):
+    """GATv2 (Brody et al., ICLR 2022): the attention MLP sees both ends before the nonlinearity.
+
+      e_ij = a · LeakyReLU(W_r h_i + W_s h_j + W_e x_ij)     h'_i = agg_h Σ_j α_ij W_s h_j
+    """
+
+    features: int
+    num_heads: int = 1
+    concat: bool = True
+    self_loops: bool = True
+    negative_slope: float = 0.2
+    attention_dropout: float = 0.0
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, graph: jraph.GraphsTuple, deterministic: bool = True):
+        if self.self_loops:
+            graph = add_self_loops(graph)
+        nodes = graph.nodes.astype(self.dtype)
+        num_nodes = nodes.shape[0]
+        H, C = self.num_heads, self.features
+        dense = lambda name: nn.DenseGeneral((H, C), use_bias=False, dtype=self.dtype,  # noqa: E731
+                                             param_dtype=self.param_dtype, name=name,
+                                             kernel_init=_p(nn.initializers.xavier_uniform(), ("embed", "heads", "kv")))
+        z_sender, z_receiver = dense("sender_projection")(nodes), dense("receiver_projection")(nodes)
+        hidden = z_receiver[graph.receivers] + z_sender[graph.senders]
+        if graph.edges is not None:
+            hidden = hidden + dense("edge_projection")(graph.edges.astype(self.dtype))
+        attention = self.param("attention", _p(nn.initializers.xavier_uniform(), ("heads", "kv")), (H, C),
+                               self.param_dtype).astype(self.dtype)
+        logits = jnp.sum(jax.nn.leaky_relu(hidden, self.negative_slope) * attention, -1)
+        alpha = segment_softmax(logits, graph.receivers, num_nodes)
+        dropped = nn.Dropout(self.attention_dropout)(alpha, deterministic=deterministic)
+        out = jax.ops.segment_sum(dropped[..., None] * z_sender[graph.senders], graph.receivers, num_nodes)
+        out = out.reshape(num_nodes, H * C) if self.concat else out.mean(axis=1)
+        bias = self.param("bias", _p(nn.initializers.zeros, ("embed",)), (out.shape[-1],), self.param_dtype)
+        return graph._replace(nodes=out + bias.astype(self.dtype)), alpha
+
+
+class TemporalGraphAttention(nn.Module):
+    """TGAT-style neighbour attention (Xu et al., ICLR 2020) with time encodings of edge age.
+
+      q_i = [h_i ‖ Φ(0)] W_q,   k_ij = [h_j ‖ x_ij ‖ Φ(age_ij)] W_k,   v_ij likewise with W_v
+      a_ij = softmax over edges into i of q_i · k_ij / sqrt(C)
+      h'_i = FFN([h_i ‖ Σ_j a_ij v_ij])
+
+    Φ is the functional time encoding cos(ω Δt + b). ages: float[E], seconds between the
+    interaction on the edge and the time of the query at the receiver (>= 0).
+    __call__(graph, ages) -> (graph with nodes float[N, features], attention float[E, H])
+    """
+
+    features: int
+    num_heads: int = 2
+    time_features: int = 16
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, graph: jraph.GraphsTuple, ages: Array):
+        from stjax.layers.encodings import FunctionalTimeEncoding
+
+        nodes = graph.nodes.astype(self.dtype)
+        num_nodes = nodes.shape[0]
+        H = self.num_heads
+        C = self.features // H
+        encode = FunctionalTimeEncoding(self.time_features, dtype=self.dtype, param_dtype=self.param_dtype, name="time")
+        zero_time = jnp.broadcast_to(encode(jnp.zeros(())), (num_nodes, self.time_features))
+        query_in = jnp.concatenate([nodes, zero_time], -1)
+        key_parts = [nodes[graph.senders], encode(ages)]
+        if graph.edges is not None:
+            key_parts.insert(1, graph.edges.astype(self.dtype))
+        key_in = jnp.concatenate(key_parts, -1)
+        dense = lambda name: nn.DenseGeneral((H, C), dtype=self.dtype, param_dtype=self.param_dtype,  # noqa: E731
+                                             name=name, kernel_init=_p(nn.initializers.xavier_uniform(),
+                                                                       ("embed", "heads", "kv")))
+        q = dense("query")(query_in)[graph.receivers]  # [E, H, C]
+        k, v = dense("key")(key_in), dense("value")(key_in)
+        logits = jnp.sum(q * k, -1) / jnp.sqrt(C).astype(self.dtype)
+        alpha = segment_softmax(logits, graph.receivers, num_nodes)
+        attended = jax.ops.segment_sum(alpha[..., None] * v, graph.receivers, num_nodes).reshape(num_nodes, H * C)
+        hidden = nn.Dense(self.features, dtype=self.dtype, param_dtype=self.param_dtype, name="merge")(
+            jnp.concatenate([nodes, attended], -1))
+        out = nn.Dense(self.features, dtype=self.dtype, param_dtype=self.param_dtype, name="out")(jax.nn.relu(hidden))
+        return graph._replace(nodes=out), alpha
+
+
+class GraphSAGE(nn.Module):
+    """GraphSAGE with mean aggregation (Hamilton et al., 2017):
+
+      h'_i = W_self h_i + W_neigh mean_{j -> i} h_j   (then optional L2 normalisation)
+    Nodes without incoming edges aggregate zeros.
+    """
+
+    features: int
+    normalize: bool = False
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, graph: jraph.GraphsTuple) -> jraph.GraphsTuple:
+        nodes = graph.nodes.astype(self.dtype)
+        num_nodes = nodes.shape[0]
+        total = jax.ops.segment_sum(nodes[graph.senders], graph.receivers, num_nodes)
+        count = jax.ops.segment_sum(jnp.ones_like(graph.receivers, self.dtype), graph.receivers, num_nodes)
+        mean = total / jnp.maximum(count, 1.0)[:, None]
+        dense = lambda name, bias: nn.Dense(self.features, use_bias=bias, dtype=self.dtype,  # noqa: E731
+                                            param_dtype=self.param_dtype, name=name,
+                                            kernel_init=_p(nn.initializers.xavier_uniform(), ("embed", "mlp")))
+        out = dense("self", True)(nodes) + dense("neighbours", False)(mean)
+        if self.normalize:
+            out = out / jnp.maximum(jnp.linalg.norm(out, axis=-1, keepdims=True), 1e-12)
+        return graph._replace(nodes=out)
+
+
+def lightgcn_propagate(embeddings: Array, senders: Array, receivers: Array, num_layers: int,
+                       edge_mask: Array | None = None) -> tuple[Array, Array]:
+    """LightGCN propagation (He et al., SIGIR 2020): no weights, no nonlinearity.
+
+      E^(k+1) = D^{-1/2} A D^{-1/2} E^(k)   over the given (symmetric) edges
+    embeddings: float[N, F]; senders, receivers: int32[E]; edge_mask: bool[E] (False = padding).
+    Returns (mean of E^(0..K) float[N, F], all layers float[K+1, N, F]).
+    """
+    num_nodes = embeddings.shape[0]
+    weight = jnp.ones(senders.shape, embeddings.dtype) if edge_mask is None else edge_mask.astype(embeddings.dtype)
+    degree = jax.ops.segment_sum(weight, receivers, num_nodes)
+    inv_sqrt = jnp.where(degree > 0, jax.lax.rsqrt(jnp.maximum(degree, 1e-12)), 0.0)
+    norm = weight * inv_sqrt[senders] * inv_sqrt[receivers]
+    layers = [embeddings]
+    x = embeddings
+    for _ in range(num_layers):
+        x = jax.ops.segment_sum(norm[:, None] * x[senders], receivers, num_nodes)
+        layers.append(x)
+    stacked = jnp.stack(layers)
+    return stacked.mean(axis=0), stacked

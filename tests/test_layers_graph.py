@@ -1,0 +1,234 @@
+"""Graph layers against dense-adjacency NumPy formulas, jraph.GAT, padding and permutations."""
+
+import jax
+import jax.numpy as jnp
+import jraph
+import numpy as np
+import pytest
+from flax.linen import meta
+from jax.test_util import check_grads
+
+from stjax.layers import (
+    GAT,
+    GATv2,
+    GraphSAGE,
+    TemporalGraphAttention,
+    lightgcn_propagate,
+    segment_softmax,
+)
+
+N, E, F, FE = 7, 19, 5, 3
+
+
+def random_graph(seed=0, edge_features=True, n=N, e=E):
+    rng = np.random.default_rng(seed)
+    pairs = set()
+    while len(pairs) < e:  # distinct edges so that the dense adjacency is exact
+        s, r = rng.integers(0, n, 2)
+        if s != r:
+            pairs.add((int(s), int(r)))
+    senders, receivers = map(np.asarray, zip(*sorted(pairs)))
+    return jraph.GraphsTuple(
+        nodes=rng.normal(size=(n, F)).astype(np.float32),
+        edges=rng.normal(size=(e, FE)).astype(np.float32) if edge_features else None,
+        senders=senders.astype(np.int32), receivers=receivers.astype(np.int32),
+        n_node=np.asarray([n]), n_edge=np.asarray([e]), globals=None)
+
+
+def graph_of(output):
+    """GAT-style layers return (graph, attention); GraphSAGE returns the graph."""
+    return output if isinstance(output, jraph.GraphsTuple) else output[0]
+
+
+def leaky(x, slope=0.2):
+    return np.where(x > 0, x, slope * x)
+
+
+def dense_gat(params, graph, heads, channels, concat, self_loops, version=1):
+    """GAT by the formula over a dense adjacency: softmax over the neighbours j of each i."""
+    p = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
+    x = graph.nodes.astype(np.float64)
+    n = x.shape[0]
+    adjacency = np.zeros((n, n), bool)
+    edge_of = {}
+    for index, (s, r) in enumerate(zip(graph.senders, graph.receivers)):
+        adjacency[r, s] = True
+        edge_of[(r, s)] = graph.edges[index] if graph.edges is not None else None
+    if self_loops:
+        for i in range(n):
+            adjacency[i, i] = True
+            edge_of[(i, i)] = np.zeros(FE) if graph.edges is not None else None
+    out = np.zeros((n, heads, channels))
+    for h in range(heads):
+        if version == 1:
+            z = x @ p["projection"]["kernel"][:, h]
+        else:
+            zs = x @ p["sender_projection"]["kernel"][:, h]
+            zr = x @ p["receiver_projection"]["kernel"][:, h]
+        for i in range(n):
+            neighbours = np.flatnonzero(adjacency[i])
+            if len(neighbours) == 0:
+                continue
+            logits = []
+            for j in neighbours:
+                if version == 1:
+                    e = z[i] @ p["attention_receiver"][h] + z[j] @ p["attention_sender"][h]
+                    if graph.edges is not None:
+                        e += (edge_of[(i, j)] @ p["edge_projection"]["kernel"][:, h]) @ p["attention_edge"][h]
+                    logits.append(leaky(e))
+                else:
+                    hidden = zr[i] + zs[j]
+                    if graph.edges is not None:
+                        hidden = hidden + edge_of[(i, j)] @ p["edge_projection"]["kernel"][:, h]
+                    logits.append(leaky(hidden) @ p["attention"][h])
+            logits = np.asarray(logits)
+            w = np.exp(logits - logits.max())
+            w /= w.sum()
+            values = z[neighbours] if version == 1 else zs[neighbours]
+            out[i, h] = w @ values
+    out = out.reshape(n, heads * channels) if concat else out.mean(1)
+    return out + p["bias"]
+
+
+@pytest.mark.parametrize("heads,concat", [(1, True), (3, True), (3, False)])
+@pytest.mark.parametrize("edge_features", [True, False])
+@pytest.mark.parametrize("self_loops", [True, False])
+def test_gat_equals_dense_formula(heads, concat, edge_features, self_loops):
+    graph = random_graph(1, edge_features)
+    layer = GAT(features=4, num_heads=heads, concat=concat, self_loops=self_loops)
+    params = meta.unbox(layer.init(jax.random.key(0), graph))["params"]
+    params = jax.tree_util.tree_map(lambda a: a + 0.1 * np.random.default_rng(2).normal(size=a.shape).astype(a.dtype), params)
+    out, alpha = layer.apply({"params": params}, graph)
+    np.testing.assert_allclose(out.nodes, dense_gat(params, graph, heads, 4, concat, self_loops), atol=1e-5)
+    assert alpha.shape == (E + (N if self_loops else 0), heads)
+    sums = jax.ops.segment_sum(alpha, jnp.concatenate([graph.receivers, jnp.arange(N)]) if self_loops else graph.receivers, N)
+    has_in = np.bincount(graph.receivers, minlength=N) > 0
+    np.testing.assert_allclose(np.asarray(sums)[has_in | self_loops], 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_gatv2_equals_dense_formula(heads):
+    graph = random_graph(3)
+    layer = GATv2(features=4, num_heads=heads)
+    params = meta.unbox(layer.init(jax.random.key(1), graph))["params"]
+    out, _ = layer.apply({"params": params}, graph)
+    np.testing.assert_allclose(out.nodes, dense_gat(params, graph, heads, 4, True, True, version=2), atol=1e-5)
+
+
+def test_single_head_gat_equals_jraph_gat():
+    graph = random_graph(4, edge_features=False)
+    layer = GAT(features=6, num_heads=1, self_loops=False)
+    params = meta.unbox(layer.init(jax.random.key(2), graph))["params"]
+    kernel = params["projection"]["kernel"][:, 0]
+    a_s, a_r = params["attention_sender"][0], params["attention_receiver"][0]
+    reference = jraph.GAT(
+        attention_query_fn=lambda nodes: nodes @ kernel,
+        attention_logit_fn=lambda sent, received, edges: jax.nn.leaky_relu(sent @ a_s + received @ a_r, 0.2)[:, None],
+        node_update_fn=lambda nodes: nodes,
+    )(graph)
+    out, _ = layer.apply({"params": params}, graph)
+    np.testing.assert_allclose(out.nodes - params["bias"], reference.nodes, atol=1e-5)
+
+
+def test_padding_never_changes_real_outputs():
+    graph = random_graph(5)
+    padded = jraph.pad_with_graphs(graph, n_node=N + 4, n_edge=E + 6, n_graph=2)
+    for layer in (GAT(4, 2), GATv2(4, 2), GraphSAGE(4)):
+        params = layer.init(jax.random.key(0), graph)
+        a = layer.apply(params, graph)
+        b = layer.apply(params, padded)
+        a, b = graph_of(a), graph_of(b)
+        np.testing.assert_allclose(b.nodes[:N], a.nodes, atol=1e-5)
+
+
+def test_permutation_invariance():
+    graph = random_graph(6)
+    rng = np.random.default_rng(0)
+    node_perm = rng.permutation(N)
+    inverse = np.argsort(node_perm)
+    edge_perm = rng.permutation(E)
+    permuted = graph._replace(nodes=graph.nodes[node_perm], senders=inverse[graph.senders][edge_perm],
+                              receivers=inverse[graph.receivers][edge_perm], edges=graph.edges[edge_perm])
+    for layer in (GAT(4, 3), GATv2(4, 2), GraphSAGE(4)):
+        params = layer.init(jax.random.key(0), graph)
+        a = layer.apply(params, graph)
+        b = layer.apply(params, permuted)
+        a, b = graph_of(a), graph_of(b)
+        np.testing.assert_allclose(b.nodes, a.nodes[node_perm], atol=1e-5)
+
+
+def test_graphsage_equals_numpy():
+    graph = random_graph(7, edge_features=False)
+    layer = GraphSAGE(4)
+    params = meta.unbox(layer.init(jax.random.key(0), graph))["params"]
+    out = layer.apply({"params": params}, graph).nodes
+    x = graph.nodes
+    expected = []
+    for i in range(N):
+        neighbours = graph.senders[graph.receivers == i]
+        mean = x[neighbours].mean(0) if len(neighbours) else np.zeros(F)
+        expected.append(x[i] @ params["self"]["kernel"] + params["self"]["bias"] + mean @ params["neighbours"]["kernel"])
+    np.testing.assert_allclose(out, np.asarray(expected), atol=1e-5)
+
+
+def test_lightgcn_equals_dense_powers():
+    graph = random_graph(8, edge_features=False)
+    senders = np.concatenate([graph.senders, graph.receivers])
+    receivers = np.concatenate([graph.receivers, graph.senders])
+    pairs = set(zip(senders.tolist(), receivers.tolist()))
+    senders, receivers = map(np.asarray, zip(*sorted(pairs)))
+    adjacency = np.zeros((N, N))
+    adjacency[receivers, senders] = 1
+    degree = adjacency.sum(1)
+    inv = np.where(degree > 0, 1 / np.sqrt(np.maximum(degree, 1e-12)), 0)
+    normalized = inv[:, None] * adjacency * inv[None, :]
+    embeddings = np.random.default_rng(0).normal(size=(N, F))
+    mean, layers = lightgcn_propagate(jnp.asarray(embeddings, jnp.float32), senders, receivers, 3)
+    expected = [np.linalg.matrix_power(normalized, k) @ embeddings for k in range(4)]
+    np.testing.assert_allclose(layers, np.stack(expected), atol=1e-5)
+    np.testing.assert_allclose(mean, np.mean(expected, 0), atol=1e-5)
+    # Padding edges (mask False) change nothing.
+    pad_s = np.concatenate([senders, [0, 1]])
+    pad_r = np.concatenate([receivers, [1, 0]])
+    mask = np.concatenate([np.ones(len(senders), bool), [False, False]])
+    padded_mean, _ = lightgcn_propagate(jnp.asarray(embeddings, jnp.float32), pad_s, pad_r, 3, mask)
+    np.testing.assert_allclose(padded_mean, mean, atol=1e-6)
+
+
+def test_temporal_graph_attention_weights_and_time_sensitivity():
+    graph = random_graph(9)
+    ages = np.random.default_rng(1).uniform(0, 1e5, E).astype(np.float32)
+    layer = TemporalGraphAttention(features=8, num_heads=2, time_features=6)
+    params = layer.init(jax.random.key(0), graph, ages)
+    out, alpha = layer.apply(params, graph, ages)
+    assert out.nodes.shape == (N, 8) and alpha.shape == (E, 2)
+    sums = np.asarray(jax.ops.segment_sum(alpha, graph.receivers, N))
+    has_in = np.bincount(graph.receivers, minlength=N) > 0
+    np.testing.assert_allclose(sums[has_in], 1.0, atol=1e-6)
+    older, _ = layer.apply(params, graph, ages * 3)
+    assert np.abs(np.asarray(older.nodes - out.nodes)).max() > 1e-5
+
+
+def test_segment_softmax_stable_for_large_logits():
+    logits = jnp.asarray([1000.0, 1001.0, -1000.0])
+    out = segment_softmax(logits, jnp.asarray([0, 0, 1]), 3)
+    np.testing.assert_allclose(out, [1 / (1 + np.e), np.e / (1 + np.e), 1.0], atol=1e-6)
+
+
+def test_graph_layer_gradients_and_jit():
+    with jax.enable_x64(True):
+        graph = random_graph(10, n=4, e=6)
+        graph = graph._replace(nodes=jnp.asarray(graph.nodes, jnp.float64), edges=jnp.asarray(graph.edges, jnp.float64))
+        ages = jnp.linspace(0.0, 10.0, 6)
+        for layer, args in ((GAT(3, 2, dtype=jnp.float64, param_dtype=jnp.float64), ()),
+                            (GATv2(3, 2, dtype=jnp.float64, param_dtype=jnp.float64), ()),
+                            (GraphSAGE(3, dtype=jnp.float64, param_dtype=jnp.float64), ()),
+                            (TemporalGraphAttention(4, 2, 4, dtype=jnp.float64, param_dtype=jnp.float64), (ages,))):
+            params = meta.unbox(layer.init(jax.random.key(0), graph, *args))
+
+            def total(p, nodes, layer=layer, args=args):
+                out = layer.apply(p, graph._replace(nodes=nodes), *args)
+                return graph_of(out).nodes.sum()
+
+            check_grads(total, (params, graph.nodes), order=1, modes=["rev"], atol=1e-4, rtol=1e-4)
+            np.testing.assert_allclose(jax.jit(total)(params, graph.nodes), total(params, graph.nodes), rtol=1e-10)
