@@ -34,12 +34,10 @@ def _user_errors(function):
 
 
 def _extra_error_types() -> tuple:
-    try:
-        from stjax.config import ConfigError
+    from stjax.config import ConfigError
+    from stjax.train.loop import TrainingError
 
-        return (ConfigError,)
-    except ImportError:
-        return ()
+    return (ConfigError, TrainingError)
 
 
 @click.group()
@@ -150,6 +148,100 @@ def data_stats(path, format_, columns, as_json):
         click.echo(json.dumps(stats | {"load_report": loaded.report.as_dict()}, indent=2))
     else:
         console.print(stats_table(stats, loaded.report.as_dict()))
+
+
+def _metrics_table(results: dict, title: str):
+    from rich.table import Table
+
+    ks = sorted({int(name.split("@")[1]) for name in results.get("test", {}) if "@" in name})
+    table = Table(title=title)
+    table.add_column("split")
+    table.add_column("metric")
+    for k in ks:
+        table.add_column(f"@{k}", justify="right")
+    for part in ("valid", "test"):
+        metrics = results.get(part, {})
+        for name in ("hr", "ndcg", "mrr"):
+            table.add_row(part, name, *[f"{metrics.get(f'{name}@{k}', float('nan')):.4f}" for k in ks])
+    return table
+
+
+@main.command("train", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--config", "config_path", required=True, help="experiments/NAME.py[:ARG], e.g. experiments/sasrec_ml100k.py")
+@click.option("--workdir", default=None, help="Run folder (default runs/NAME); an existing run resumes.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.pass_context
+@_user_errors
+def train_command(ctx, config_path, workdir, no_progress):
+    """Train a model; extra --config.KEY=VALUE arguments override the config."""
+    from stjax.config import load_config
+    from stjax.train import train_and_evaluate
+
+    config = load_config(config_path, ctx.args)
+    workdir = workdir or str(Path("runs") / Path(config_path.split(":")[0]).stem)
+    results = train_and_evaluate(config, workdir, log=lambda m: console.print(m, highlight=False),
+                                 progress=not no_progress and sys.stdout.isatty())
+    console.print(_metrics_table(results, f"{config.model.name}: best step {results['best_step']} "
+                                          f"({results['test'].get('protocol', '')})"))
+    timings = results["timings"]
+    console.print(f"train {timings['train_s']:.1f} s, {timings['train_targets_per_s'] or 0:,.0f} targets/s; "
+                  f"results in {workdir}/results.json", highlight=False)
+
+
+def _load_run(workdir: str):
+    from stjax.config import from_json
+    from stjax.train.checkpoint import Checkpoints
+    from stjax.train.loop import build_run
+
+    path = Path(workdir)
+    if not (path / "config.json").exists():
+        raise UserError(f"{workdir}: not a run folder (no config.json); train first with stjax train")
+    config = from_json((path / "config.json").read_text())
+    run = build_run(config, log=lambda m: None)
+    checkpoints = Checkpoints(path, async_save=False)
+    if checkpoints.best_step() is None:
+        raise UserError(f"{workdir}: no checkpoint yet; train first")
+    state, record = checkpoints.restore_best(run.state)
+    checkpoints.close()
+    return run, state, record
+
+
+@main.command("evaluate")
+@click.option("--workdir", required=True)
+@_user_errors
+def evaluate_command(workdir):
+    """Recompute validation and test metrics from the best checkpoint."""
+    from stjax.train.loop import make_evaluator
+
+    run, state, record = _load_run(workdir)
+    evaluator = make_evaluator(run)
+    results = {part: evaluator.evaluate(state.params, part) for part in ("valid", "test")}
+    console.print(_metrics_table(results, f"{run.config.model.name}: best step {record['best']['step']}"))
+    click.echo(json.dumps({"valid": results["valid"], "test": results["test"]}))
+
+
+@main.command("recommend")
+@click.option("--workdir", required=True)
+@click.option("--history", "history_path", required=True, type=click.Path(),
+              help="CSV (user,item,timestamp) or JSONL ({user, items, timestamps}) of original ids.")
+@click.option("--k", default=10, show_default=True)
+@click.option("--out", default="-", help="JSONL output file (- for stdout).")
+@_user_errors
+def recommend_command(workdir, history_path, k, out):
+    """Top-K items for users given by their histories (unseen users welcome)."""
+    from stjax.recommend import read_histories, recommend
+
+    run, state, _ = _load_run(workdir)
+    vocab = json.loads((Path(workdir) / "vocab.json").read_text())
+    histories, unknown = read_histories(history_path)
+    rows, report = recommend(run, state.params, histories, vocab, k)
+    text = "".join(json.dumps(row) + "\n" for row in rows)
+    if out == "-":
+        click.echo(text, nl=False)
+    else:
+        Path(out).write_text(text)
+    err_console.print(f"{len(rows)} users; history items unknown to the model and skipped: "
+                      f"{report['unknown_items']}", highlight=False)
 
 
 if __name__ == "__main__":

@@ -151,6 +151,7 @@ def test_generator_deterministic_and_truth_shapes():
     np.testing.assert_allclose(truth.drift.sum(axis=2), 1.0)
     assert truth.user_region.shape == (201,) and truth.item_category.shape == (151,)
     assert len(truth.influence_senders) == len(truth.influence_receivers) == 200 * 4
+    assert (truth.influence_senders != truth.influence_receivers).all()
     assert len(truth.anomalous_users) == 4 and set(truth.anomaly_kind) == {"burst", "bot"}
     assert log_a.num_users == 200 and abs(len(log_a) - 8000) < 1500
     # Weekly rhythm: weekend days carry more events than weekdays.

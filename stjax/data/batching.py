@@ -134,6 +134,11 @@ def build_sequences(split: Split, max_length: int, window: str = "last") -> Sequ
             "target_timestamps": times[rows],
             "exclude": _exclusions(items, all_starts[rows], rows),
         }
+    # One exclusion width for both parts: the evaluation step then compiles once.
+    width = max(data["valid"]["exclude"].shape[1], data["test"]["exclude"].shape[1])
+    for part in data.values():
+        extra = width - part["exclude"].shape[1]
+        part["exclude"] = np.pad(part["exclude"], ((0, 0), (0, extra)))
     return SequenceData(train, data["valid"], data["test"], max_length, log.num_items, log.num_users, origin)
 
 

@@ -328,7 +328,7 @@ def load_recbole(path: Path, strict: bool = True) -> Loaded:
     if user_file.exists():
         users_raw, user_types = _read_recbole(user_file, strict)
         table = {"id": np.asarray(users_raw.columns["user_id"].to_pylist(), dtype=object)}
-        for name, kind in user_types.items():
+        for name in user_types:
             if name == "user_id":
                 continue
             table[name] = np.asarray(users_raw.columns[name].to_pylist(), dtype=object)

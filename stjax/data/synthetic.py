@@ -175,12 +175,17 @@ def generate(seed: int = 0, config: SyntheticConfig | None = None) -> tuple[Inte
 
     # Influence: receivers copy an item their sender consumed shortly before.
     senders_list, receivers_list = [], []
+    k = c.influencers_per_user
+    influencer_matrix = np.zeros((c.num_users, k), dtype=np.int64)
     for u in range(c.num_users):
         same = np.flatnonzero(user_region == user_region[u])
         candidates = same[same != u]
-        chosen = rng.choice(candidates, min(c.influencers_per_user, len(candidates)), replace=False)
+        if len(candidates) == 0:  # alone in its region: influencers come from anywhere
+            candidates = np.delete(np.arange(c.num_users), u)
+        chosen = rng.choice(candidates, min(k, len(candidates)), replace=False)
         senders_list.append(chosen)
         receivers_list.append(np.full(len(chosen), u))
+        influencer_matrix[u] = np.resize(chosen, k)
     senders = np.concatenate(senders_list)
     receivers = np.concatenate(receivers_list)
     user_first = np.searchsorted(user, np.arange(c.num_users), side="left")
@@ -188,7 +193,7 @@ def generate(seed: int = 0, config: SyntheticConfig | None = None) -> tuple[Inte
     copy = rng.random(n) < c.influence_probability
     copy &= ~np.isin(user, anomalous)
     rows = np.flatnonzero(copy)
-    influencer = senders[user[rows] * c.influencers_per_user + rng.integers(0, c.influencers_per_user, len(rows))]
+    influencer = influencer_matrix[user[rows], rng.integers(0, k, len(rows))]
     # The influencer's last event before this one.
     position = np.empty(len(rows), dtype=np.int64)
     for index, (row, v) in enumerate(zip(rows, influencer)):

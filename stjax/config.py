@@ -1,0 +1,164 @@
+"""Experiment configs as code: `experiments/<name>.py` defines `get_config(arg=None)`.
+
+`load_config("experiments/x.py:tiny", ["--config.model.hidden=128"])` imports the module,
+calls `get_config("tiny")` and applies overrides. An unknown key, a value of the wrong type
+or a malformed override raises `ConfigError` with one line that says what is valid.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+from pathlib import Path
+
+import ml_collections
+
+
+class ConfigError(Exception):
+    """A bad config file, key, value or override (a user error)."""
+
+
+def load_config(spec: str, overrides: list[str] | tuple = ()) -> ml_collections.ConfigDict:
+    path, _, arg = spec.partition(":")
+    file = Path(path)
+    if not file.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    module_spec = importlib.util.spec_from_file_location(f"stjax_experiment_{file.stem}", file)
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as err:  # the file is user code: report, do not crash
+        raise ConfigError(f"{path}: cannot import the config ({err.__class__.__name__}: {err})") from None
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"{path}: defines no get_config()")
+    config = module.get_config(arg) if arg else module.get_config()
+    config = ml_collections.ConfigDict(config.to_dict() if hasattr(config, "to_dict") else config)
+    apply_overrides(config, overrides)
+    config.lock()
+    return config
+
+
+def _parse_override(text: str) -> tuple[str, str]:
+    if not text.startswith("--config."):
+        raise ConfigError(f"unexpected argument {text!r}; overrides look like --config.KEY=VALUE")
+    body = text[len("--config."):]
+    if "=" not in body:
+        raise ConfigError(f"override {text!r} has no value; write --config.KEY=VALUE")
+    key, value = body.split("=", 1)
+    return key, value
+
+
+def _convert(key: str, text: str, current):
+    if isinstance(current, bool):
+        lowered = text.lower()
+        if lowered in ("true", "1", "yes"):
+            return True
+        if lowered in ("false", "0", "no"):
+            return False
+        raise ConfigError(f"config key '{key}' expects a boolean (true/false), got {text!r}")
+    if isinstance(current, int):
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(f"config key '{key}' expects an integer, got {text!r}") from None
+    if isinstance(current, float):
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"config key '{key}' expects a number, got {text!r}") from None
+    if isinstance(current, (tuple, list)):
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = tuple(v.strip() for v in text.split(",") if v.strip())
+        if not isinstance(value, (tuple, list)):
+            value = (value,)
+        return type(current)(value)
+    if current is None:
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text
+    return text
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides) -> None:
+    for text in overrides:
+        key, value = _parse_override(text)
+        node = config
+        parts = key.split(".")
+        for depth, part in enumerate(parts):
+            valid = sorted(node.keys())
+            if part not in node:
+                where = ".".join(parts[:depth]) or "the config"
+                raise ConfigError(f"unknown config key '{key}': '{part}' is not in {where}; valid keys: "
+                                  f"{', '.join(valid)}")
+            if depth < len(parts) - 1:
+                node = node[part]
+                if not isinstance(node, ml_collections.ConfigDict):
+                    raise ConfigError(f"config key '{'.'.join(parts[:depth + 1])}' is a value, not a group")
+        current = node[parts[-1]]
+        if isinstance(current, ml_collections.ConfigDict):
+            raise ConfigError(f"config key '{key}' is a group; set one of its keys: {', '.join(sorted(current.keys()))}")
+        with node.unlocked() if hasattr(node, "unlocked") else _null():
+            node[parts[-1]] = _convert(key, value, current)
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def to_json(config: ml_collections.ConfigDict) -> str:
+    return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=list)
+
+
+def from_json(text: str) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(json.loads(text))
+
+
+def base_config(model: str, source: str = "synthetic") -> ml_collections.ConfigDict:
+    """Every field a run reads, with defaults; experiments change what they need."""
+    from stjax.models import get
+
+    config = ml_collections.ConfigDict()
+    config.seed = 42
+    config.data = ml_collections.ConfigDict(dict(
+        source=source, data_dir="data", format="", dedup=False, user_k=0, item_k=0, min_length=0,
+        split="leave_one_out", max_length=50, window="last", synthetic_users=1000, synthetic_items=1000,
+        synthetic_events=100_000))
+    config.model = get(model).default_config()
+    config.train = ml_collections.ConfigDict(dict(
+        batch_size=256, num_epochs=200, num_steps=0, optimizer="adam", learning_rate=1e-3, warmup_steps=100,
+        schedule="cosine", final_lr_ratio=0.1, weight_decay=0.0, clip_norm=5.0, log_every=50, eval_every=0,
+        eval_every_epochs=10, patience=5, keep_checkpoints=2, async_checkpoints=True, num_devices=0))
+    config.eval = ml_collections.ConfigDict(dict(
+        ks=(5, 10, 20), metric="ndcg@10", batch_size=256, max_score_block=4_000_000, mode="full",
+        num_negatives=100, negative_sampling="uniform"))
+    return config
+
+
+def tiny(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The test-sized variant of an experiment: synthetic data, small model, a few steps."""
+    config.data.source = "synthetic"
+    config.data.synthetic_users = 64
+    config.data.synthetic_items = 50
+    config.data.synthetic_events = 3000
+    config.data.max_length = 12
+    for key, value in dict(hidden=16, state=16, num_blocks=1, num_heads=2, max_interval=16).items():
+        if key in config.model:
+            config.model[key] = value
+    config.train.batch_size = 16
+    config.train.num_epochs = 4
+    config.train.eval_every = 0
+    config.train.eval_every_epochs = 2
+    config.train.log_every = 2
+    config.train.warmup_steps = 2
+    config.train.learning_rate = 5e-3
+    config.train.patience = 0
+    config.eval.batch_size = 32
+    return config
