@@ -30,6 +30,10 @@ class Checkpoints:
         if is_best:
             self._save(self.best, step, state, record)
 
+    def save_best(self, step: int, state, record: dict) -> None:
+        self._save(self.best, step, state, record)
+        self.best.wait_until_finished()
+
     @staticmethod
     def _restore(manager, step, template):
         abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, template)

@@ -140,6 +140,10 @@ def train_and_evaluate(config, workdir: str | Path, log=print, progress: bool = 
         step = int(checkpoints.latest_step())
         run.iterator.set_state(record["iterator"])
         _truncate_metrics(workdir / "metrics.jsonl", step)
+        best = record.get("best")
+        if best and best["step"] == step and checkpoints.best_step() != step:
+            # Killed between the two saves of an improving evaluation: the state is the best one.
+            checkpoints.save_best(step, state, record)
         log(f"resumed from step {step} in {workdir}")
     metrics_file = open(workdir / "metrics.jsonl", "a")
     writer = _tensorboard(workdir)

@@ -75,7 +75,7 @@ def make_train_step(spec, module, tx, model_config, seed: int, mesh: Mesh):
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": loss, "targets": aux["targets"], "grad_norm": optax.global_norm(grads)}
+        metrics = {"loss": loss, "targets": aux["targets"], "grad_norm": optax.tree.norm(grads)}
         return TrainState(state.step + 1, params, opt_state), metrics
 
     return jax.jit(train_step, donate_argnums=0, in_shardings=(replicated, data), out_shardings=(replicated, replicated))

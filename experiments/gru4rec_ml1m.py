@@ -1,0 +1,19 @@
+"""gru4rec on ml-1m.
+
+    stjax train --config experiments/gru4rec_ml1m.py --workdir runs/gru4rec_ml1m
+    stjax train --config experiments/gru4rec_ml1m.py:tiny --workdir /tmp/gru4rec_ml1m-tiny   # the test-sized variant
+
+Result: see the README's accuracy table (filled from results.json of the command above).
+"""
+
+from stjax.config import base_config, tiny
+
+
+def get_config(arg=None):
+    config = base_config("gru4rec", source="ml-1m")
+    config.data.max_length = 200
+    config.train.batch_size = 128
+    config.train.num_epochs = 200
+    config.train.learning_rate = 2e-3
+    config.train.eval_every_epochs = 10
+    return tiny(config) if arg == "tiny" else config
