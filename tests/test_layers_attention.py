@@ -204,3 +204,17 @@ def test_bfloat16_compute_option():
     out, _ = block.apply(params, x, padding)
     assert out.dtype == jnp.bfloat16
     assert jax.tree_util.tree_leaves(meta.unbox(params))[0].dtype == jnp.float32
+
+
+@pytest.mark.parametrize("pre_norm", [True, False])
+def test_last_only_equals_last_position_of_full_block(pre_norm):
+    rng = np.random.default_rng(10)
+    x = rng.normal(size=(B, T, D)).astype(np.float32)
+    padding = np.ones((B, T), bool)
+    padding[0, :3] = False
+    block = TransformerBlock(HEADS, 2 * D, causal=True, pre_norm=pre_norm)
+    params = block.init(jax.random.key(0), x, padding)
+    full, _ = block.apply(params, x, padding)
+    last, _ = block.apply(params, x, padding, last_only=True)
+    assert last.shape == (B, 1, D)
+    np.testing.assert_allclose(last[:, 0], full[:, -1], atol=1e-5)

@@ -42,3 +42,14 @@ def test_same_seed_same_init_and_loss():
     b = build_run(config, log=lambda m: None)
     for x, y in zip(jax.tree_util.tree_leaves(a.state.params), jax.tree_util.tree_leaves(b.state.params)):
         np.testing.assert_array_equal(x, y)
+
+
+def test_sasrec_last_only_score_equals_full_forward():
+    config = tiny(base_config("sasrec"))
+    run = build_run(config, log=lambda m: None)
+    batch = {k: jnp.asarray(v[:7]) for k, v in run.prepared.sequences.test.items()}
+    params = {"params": run.state.params}
+    hidden = run.module.apply(params, batch["items"], batch["timestamps"])[:, -1]
+    full = run.module.apply(params, hidden, method="logits")
+    np.testing.assert_allclose(np.asarray(run.spec.score(run.module, params, batch))[:, 1:],
+                               np.asarray(full)[:, 1:], rtol=1e-4, atol=1e-4)

@@ -70,7 +70,8 @@ class PositionEmbedding(nn.Module):
 class MultiHeadSelfAttention(nn.Module):
     """Scaled dot-product self-attention with H heads.
 
-    __call__(x float[B, T, D], mask bool[B, 1, T, T]) -> (float[B, T, D], weights float[B, H, T, T] or None)
+    __call__(x float[B, T, D], mask bool[B, 1, Q, T], queries float[B, Q, D] or None)
+      -> (float[B, Q, D], weights float[B, H, Q, T] or None); queries default to x (Q = T).
     """
 
     num_heads: int
@@ -80,7 +81,7 @@ class MultiHeadSelfAttention(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: Array, mask: Array, deterministic: bool = True):
+    def __call__(self, x: Array, mask: Array, deterministic: bool = True, queries: Array | None = None):
         features = x.shape[-1]
         if features % self.num_heads:
             raise ValueError(f"features {features} not divisible by num_heads {self.num_heads}")
@@ -89,7 +90,8 @@ class MultiHeadSelfAttention(nn.Module):
             (self.num_heads, head), dtype=self.dtype, param_dtype=self.param_dtype, name=name,
             kernel_init=_p(nn.initializers.xavier_uniform(), ("embed", "heads", "kv")),
             bias_init=_p(nn.initializers.zeros, ("heads", "kv")))
-        query, key, value = dense("query")(x), dense("key")(x), dense("value")(x)  # [B, T, H, K]
+        query = dense("query")(x if queries is None else queries)  # [B, Q, H, K]
+        key, value = dense("key")(x), dense("value")(x)  # [B, T, H, K]
         scores = jnp.einsum("bqhk,bthk->bhqt", query, key) / jnp.sqrt(head).astype(self.dtype)
         weights = masked_softmax(scores, mask)
         dropped = nn.Dropout(self.dropout)(weights, deterministic=deterministic)
@@ -125,7 +127,9 @@ class TransformerBlock(nn.Module):
 
     pre-LN:  x + Attn(LN(x)), then x + FFN(LN(x))
     post-LN: LN(x + Attn(x)), then LN(x + FFN(x))
-    __call__(x float[B, T, D], padding bool[B, T]) -> (float[B, T, D], attention weights or None)
+    __call__(x float[B, T, D], padding bool[B, T], last_only=False) -> (float[B, T, D], weights or None)
+    last_only computes only the last position's query (float[B, 1, D]): what scoring needs
+    from the final block, at a fraction of the cost.
     """
 
     num_heads: int
@@ -140,9 +144,9 @@ class TransformerBlock(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: Array, padding: Array, deterministic: bool = True):
+    def __call__(self, x: Array, padding: Array, deterministic: bool = True, last_only: bool = False):
         x = x.astype(self.dtype)
-        mask = attention_mask(padding, self.causal)
+        mask = padding[:, None, None, :] if last_only else attention_mask(padding, self.causal)
         norm = lambda name: nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype, name=name,  # noqa: E731
                                          scale_init=_p(nn.initializers.ones, ("embed",)),
                                          bias_init=_p(nn.initializers.zeros, ("embed",)))
@@ -151,13 +155,16 @@ class TransformerBlock(nn.Module):
         ffn = FeedForward(self.mlp_hidden, self.dropout, self.activation, self.dtype, self.param_dtype, name="mlp")
         drop = nn.Dropout(self.dropout)
         keep = padding[..., None].astype(x.dtype)
+        if last_only:
+            keep = keep[:, -1:]
         if self.pre_norm:
-            attended, weights = attention(norm("attention_norm")(x), mask, deterministic)
-            x = x + drop(attended, deterministic=deterministic)
+            normed = norm("attention_norm")(x)
+            attended, weights = attention(normed, mask, deterministic, normed[:, -1:] if last_only else None)
+            x = (x[:, -1:] if last_only else x) + drop(attended, deterministic=deterministic)
             x = x + drop(ffn(norm("mlp_norm")(x), deterministic), deterministic=deterministic)
         else:
-            attended, weights = attention(x, mask, deterministic)
-            x = norm("attention_norm")(x + drop(attended, deterministic=deterministic))
+            attended, weights = attention(x, mask, deterministic, x[:, -1:] if last_only else None)
+            x = norm("attention_norm")((x[:, -1:] if last_only else x) + drop(attended, deterministic=deterministic))
             x = norm("mlp_norm")(x + drop(ffn(x, deterministic), deterministic=deterministic))
         return x * keep, weights
 

@@ -28,6 +28,7 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 class SASRec(nn.Module):
+    supports_last_only = True
     num_items: int
     max_length: int
     hidden: int = 64
@@ -49,14 +50,14 @@ class SASRec(nn.Module):
         self.final_norm = nn.LayerNorm()
         self.input_dropout = nn.Dropout(self.dropout)
 
-    def __call__(self, items, timestamps=None, deterministic: bool = True):
-        """items: int32[B, T] (left-padded) -> hidden float32[B, T, D]."""
+    def __call__(self, items, timestamps=None, deterministic: bool = True, last_only: bool = False):
+        """items: int32[B, T] (left-padded) -> hidden float32[B, T, D] ([B, 1, D] when last_only)."""
         padding = items > 0
         x = self.item_embedding(items) * jnp.sqrt(self.hidden)
         x = self.positions(x)
         x = self.input_dropout(x, deterministic=deterministic) * padding[..., None]
-        for block in self.blocks:
-            x, _ = block(x, padding, deterministic)
+        for index, block in enumerate(self.blocks):
+            x, _ = block(x, padding, deterministic, last_only=last_only and index == len(self.blocks) - 1)
         return self.final_norm(x.astype(jnp.float32))
 
     def logits(self, hidden):
@@ -85,8 +86,12 @@ def sequence_loss(module, params, batch, rng, config):
 
 
 def last_position_score(module, params, batch):
-    """Scores of all items from the hidden state at the last (most recent) position."""
-    hidden = module.apply(params, batch["items"], batch["timestamps"], deterministic=True)[:, -1]
+    """Scores of all items from the hidden state at the last (most recent) position.
+
+    Models that accept `last_only` compute only that position's query in their last block.
+    """
+    kwargs = {"last_only": True} if getattr(module, "supports_last_only", False) else {}
+    hidden = module.apply(params, batch["items"], batch["timestamps"], deterministic=True, **kwargs)[:, -1]
     return mask_padding_logits(module.apply(params, hidden, method="logits").astype(jnp.float32))
 
 
