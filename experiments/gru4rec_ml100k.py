@@ -13,7 +13,7 @@ def get_config(arg=None):
     config = base_config("gru4rec", source="ml-100k")
     config.data.max_length = 50
     config.train.batch_size = 256
-    config.train.num_epochs = 400
+    config.train.num_epochs = 150
     config.train.learning_rate = 2e-3
-    config.train.eval_every_epochs = 20
+    config.train.eval_every_epochs = 10
     return tiny(config) if arg == "tiny" else config

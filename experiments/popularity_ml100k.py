@@ -13,7 +13,7 @@ def get_config(arg=None):
     config = base_config("popularity", source="ml-100k")
     config.data.max_length = 50
     config.train.batch_size = 256
-    config.train.num_epochs = 50
+    config.train.num_epochs = 30
     config.train.learning_rate = 5e-2
     config.train.eval_every_epochs = 10
     return tiny(config) if arg == "tiny" else config

@@ -28,6 +28,8 @@ def _pipeline(path, format_, result_queue):
     timings["load_validate_s"] = time.perf_counter() - start
     t = time.perf_counter()
     log = preprocess(loaded.log, user_k=0, item_k=0)
+    events = len(loaded.log)
+    del loaded
     timings["preprocess_sort_s"] = time.perf_counter() - t
     t = time.perf_counter()
     split = make_split(log, "leave_one_out")
@@ -38,9 +40,9 @@ def _pipeline(path, format_, result_queue):
     timings["total_s"] = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result_queue.put({
-        "events": len(loaded.log), "users": log.num_users, "items": log.num_items,
+        "events": events, "users": log.num_users, "items": log.num_items,
         "train_sequences": int(len(sequences.train["items"])), **{k: round(v, 3) for k, v in timings.items()},
-        "events_per_s": round(len(loaded.log) / timings["total_s"]), "peak_rss_mb": round(peak_mb),
+        "events_per_s": round(events / timings["total_s"]), "peak_rss_mb": round(peak_mb),
     })
 
 

@@ -6,7 +6,7 @@ batch 256, cross-entropy over all items. Writes bench_results/train.json.
     python scripts/bench_train.py                                 # stjax only
     python scripts/bench_train.py --recbole-python /tmp/rbvenv/bin/python   # side by side
 
-RecBole's venv: python3 -m venv /tmp/rbvenv && /tmp/rbvenv/bin/pip install torch==2.13.0 recbole==1.2.1 'numpy<2'
+RecBole's venv: python3 -m venv /tmp/rbvenv && /tmp/rbvenv/bin/pip install torch==2.13.0 recbole==1.2.1 'numpy<2' 'pandas<2.3' 'scipy<1.15'
 (RecBole 1.2.1 still assigns np.float_, which NumPy 2 removed.)
 
 stjax trains on every position of a sequence window (49 targets per row at length 50);

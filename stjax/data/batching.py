@@ -50,8 +50,10 @@ def _user_starts(user: np.ndarray) -> np.ndarray:
     n = len(user)
     is_first = np.ones(n, dtype=bool)
     is_first[1:] = user[1:] != user[:-1]
-    first_index = np.flatnonzero(is_first)
-    return first_index[np.cumsum(is_first) - 1]
+    first_index = np.flatnonzero(is_first).astype(np.int32 if n < 2**31 else np.int64)
+    group = np.cumsum(is_first, dtype=np.int32 if n < 2**31 else np.int64)
+    group -= 1
+    return first_index[group]
 
 
 def _windows(values: np.ndarray, ends: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
@@ -86,10 +88,9 @@ def build_sequences(split: Split, max_length: int, window: str = "last") -> Sequ
     """
     log = split.log
     origin = int(log.timestamp.min()) if len(log) else 0
-    times = (log.timestamp - origin).astype(np.int64)
-    if times.max(initial=0) >= 2**31:
+    if len(log) and int(log.timestamp.max()) - origin >= 2**31:
         raise ValueError("the log spans more than 68 years; int32 relative times would overflow")
-    times = times.astype(np.int32)
+    times = np.subtract(log.timestamp, origin, dtype=np.int64).astype(np.int32)
     items = log.item.astype(np.int32)
 
     # Training: windows over the train events only (they are a prefix of each user's events

@@ -28,8 +28,8 @@ import pyarrow.parquet as pq
 
 from stjax.data import geo
 from stjax.data.errors import DataError, Issue, RepairReport
-from stjax.data.table import InteractionLog, make_log
-from stjax.data.textio import RawTable, read_delimited
+from stjax.data.table import InteractionLog, Vocab, make_log
+from stjax.data.textio import RawTable, read_delimited, release_memory
 from stjax.data.validate import RowChecker, to_float, to_int, to_int_id, to_timestamp, to_token
 
 FORMATS = ("ml-100k", "ml-1m", "recbole", "csv", "tsv", "parquet", "snap", "foursquare", "edges")
@@ -379,42 +379,33 @@ def _resolve_columns(present: list[str], mapping: dict[str, str] | None, file: s
     return resolved
 
 
-def load_table(path: Path, format: str, strict: bool = True, columns: dict[str, str] | None = None) -> Loaded:
-    """Generic CSV / TSV / Parquet with a header and a column mapping."""
-    report = RepairReport()
-    if format == "parquet":
-        try:
-            schema_names = pq.read_schema(path).names
-            wanted = set(_resolve_columns(schema_names, columns, str(path)).values()) if len(set(schema_names)) == len(
-                schema_names) else None
-            table = pq.read_table(path, columns=[n for n in schema_names if wanted is None or n in wanted])
-        except (pa.ArrowInvalid, OSError) as err:
-            raise DataError(f"{path}: not a readable Parquet file ({err})") from None
-        names = table.column_names
-        if len(set(names)) != len(names):
-            dup = next(n for n in names if names.count(n) > 1)
-            raise DataError([Issue(str(path), None, dup, "duplicated column name", "header")])
-        if table.num_rows == 0:
-            raise DataError([Issue(str(path), None, None, "header only, no data rows", "empty_file")])
-        string_columns = {}
-        for name in names:
-            column = table.column(name).combine_chunks()
-            if pa.types.is_dictionary(column.type):
-                column = column.cast(column.type.value_type)
-            if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-                column = pc.fill_null(column, "")
-            elif not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
-                column = pc.fill_null(pc.cast(column, pa.string()), "")
-            string_columns[name] = column
-        raw = RawTable(str(path), string_columns, np.arange(table.num_rows, dtype=np.int64) + 1, [], table.num_rows)
-        where = "row"
-    else:
-        delimiter = "\t" if format == "tsv" else ","
-        raw = read_delimited(path, delimiter=delimiter, header=True, quote_char='"', strict=strict)
-        where = "line"
-    del where
-    resolved = _resolve_columns(list(raw.columns), columns, raw.file)
-    checker = RowChecker(raw, strict, report)
+class _Encoder:
+    """Incremental string -> 1-based code map, so that batches share one vocabulary."""
+
+    def __init__(self):
+        self.index: dict[str, int] = {}
+
+    def encode(self, values: pa.Array, optional: bool = False) -> np.ndarray:
+        if not pa.types.is_string(values.type):
+            values = pc.cast(values, pa.string())
+        if optional:
+            values = pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values)
+        encoded = pc.dictionary_encode(values)
+        local = encoded.dictionary.to_pylist()
+        mapping = np.asarray([self.index.setdefault(token, len(self.index) + 1) for token in local] or [0],
+                             dtype=np.int32)
+        indices = encoded.indices
+        if optional and indices.null_count:
+            positions = pc.fill_null(indices, -1).to_numpy(zero_copy_only=False)
+            return np.where(positions >= 0, mapping[np.maximum(positions, 0)], 0).astype(np.int32)
+        return mapping[indices.to_numpy(zero_copy_only=False)]
+
+    def vocab(self) -> Vocab:
+        return Vocab.from_tokens(list(self.index))
+
+
+def _table_rows(raw: RawTable, resolved: dict, checker: RowChecker) -> dict:
+    """Typed columns of one batch of a generic table (see load_table)."""
     out = {
         "user": to_token(checker, raw.columns[resolved["user"]], resolved["user"]),
         "item": to_token(checker, raw.columns[resolved["item"]], resolved["item"]),
@@ -435,12 +426,91 @@ def load_table(path: Path, format: str, strict: bool = True, columns: dict[str, 
                                     low=-180, high=180, optional=True, repair_range=True)
     for role in ("behaviour", "region"):
         if role in resolved:
-            column = raw.columns[resolved[role]]
-            out[role] = column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
-    rows = _finish(checker, raw, out)
-    _check_nonempty(rows, report, raw.file)
-    log = make_log(rows.pop("user"), rows.pop("item"), rows.pop("timestamp"), name=Path(path).stem, **rows)
-    return Loaded(log, report, format, [raw.file])
+            out[role] = raw.columns[resolved[role]]
+    return _finish(checker, raw, out)
+
+
+def _parquet_batches(path: Path, columns: dict | None, batch_rows: int):
+    """(names, resolved, iterator of RawTable) over row batches of a Parquet file."""
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise DataError(f"{path}: not a readable Parquet file ({err})") from None
+    names = parquet.schema_arrow.names
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise DataError([Issue(str(path), None, dup, "duplicated column name", "header")])
+    if parquet.metadata.num_rows == 0:
+        raise DataError([Issue(str(path), None, None, "header only, no data rows", "empty_file")])
+    resolved = _resolve_columns(names, columns, str(path))
+    wanted = sorted(set(resolved.values()), key=names.index)
+
+    def batches():
+        offset = 0
+        for batch in parquet.iter_batches(batch_size=batch_rows, columns=wanted):
+            prepared = {}
+            for name in wanted:
+                column = batch.column(name)
+                if pa.types.is_dictionary(column.type):
+                    column = column.cast(column.type.value_type)
+                if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+                    column = pc.fill_null(column, "")
+                elif not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
+                    column = pc.fill_null(pc.cast(column, pa.string()), "")
+                prepared[name] = column
+            rows = batch.num_rows
+            yield RawTable(str(path), prepared, np.arange(offset, offset + rows, dtype=np.int64) + 1, [], rows)
+            offset += rows
+
+    return resolved, batches()
+
+
+def load_table(path: Path, format: str, strict: bool = True, columns: dict[str, str] | None = None,
+               batch_rows: int = 1_000_000) -> Loaded:
+    """Generic CSV / TSV / Parquet with a header and a column mapping.
+
+    Parquet is read in row batches of `batch_rows` and each batch is reduced to compact
+    NumPy columns before the next is read, so peak memory stays near the size of the log.
+    Errors in Parquet files name the row (1-based).
+    """
+    report = RepairReport()
+    if format == "parquet":
+        resolved, batches = _parquet_batches(path, columns, batch_rows)
+    else:
+        delimiter = "\t" if format == "tsv" else ","
+        raw = read_delimited(path, delimiter=delimiter, header=True, quote_char='"', strict=strict)
+        resolved = _resolve_columns(list(raw.columns), columns, raw.file)
+        batches = iter([raw])
+    encoders = {role: _Encoder() for role in ("user", "item", "behaviour", "region")}
+    parts: dict[str, list] = {key: [] for key in ("user", "item", "timestamp", "behaviour", "value", "latitude",
+                                                  "longitude", "region")}
+    file = str(path)
+    for raw in batches:
+        file = raw.file
+        checker = RowChecker(raw, strict, report)
+        rows = _table_rows(raw, resolved, checker)
+        count = len(rows["timestamp"])
+        parts["user"].append(encoders["user"].encode(rows["user"]))
+        parts["item"].append(encoders["item"].encode(rows["item"]))
+        parts["timestamp"].append(np.asarray(rows["timestamp"], dtype=np.int64))
+        parts["behaviour"].append(encoders["behaviour"].encode(rows["behaviour"]).astype(np.int8)
+                                  if "behaviour" in rows else np.ones(count, np.int8))
+        parts["region"].append(encoders["region"].encode(rows["region"], optional=True)
+                               if "region" in rows else np.zeros(count, np.int32))
+        for key, dtype in (("value", np.float32), ("latitude", np.float32), ("longitude", np.float32)):
+            parts[key].append(np.asarray(rows[key], dtype=dtype) if key in rows else np.full(count, np.nan, dtype))
+        del rows, raw, checker
+        release_memory()
+    columns_out = {key: np.concatenate(value) for key, value in parts.items()}
+    _check_nonempty(columns_out, report, file)
+    behaviour_vocab = encoders["behaviour"].vocab() if "behaviour" in resolved else Vocab.from_tokens(["rate"])
+    log = InteractionLog(
+        user=columns_out["user"], item=columns_out["item"], timestamp=columns_out["timestamp"],
+        behaviour=columns_out["behaviour"], value=columns_out["value"], latitude=columns_out["latitude"],
+        longitude=columns_out["longitude"], region=columns_out["region"],
+        user_vocab=encoders["user"].vocab(), item_vocab=encoders["item"].vocab(), behaviour_vocab=behaviour_vocab,
+        region_vocab=encoders["region"].vocab(), name=Path(path).stem)
+    return Loaded(log, report, format, [file])
 
 
 def _add_cells(log: InteractionLog, resolution: int) -> InteractionLog:

@@ -61,7 +61,8 @@ def encode(values: pa.Array | np.ndarray) -> tuple[np.ndarray, Vocab]:
     encoded = pc.dictionary_encode(values)
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.combine_chunks()
-    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int32) + 1
+    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int32)
+    codes += 1
     return codes, Vocab.from_tokens(encoded.dictionary.to_pylist())
 
 
@@ -74,7 +75,7 @@ class InteractionLog:
     timestamp: int64[events], seconds since the epoch, UTC
     behaviour: int8[events] in 1..len(behaviours); codes index `behaviour_vocab`
     value: float32[events], rating or weight; NaN when the source has none
-    latitude, longitude: float64[events]; NaN when unknown
+    latitude, longitude: float32[events] (about 1 m resolution); NaN when unknown
     region: int32[events], codes of `region_vocab`; 0 when unknown
     users, items: side tables, column -> array of length vocab size + 1 (row 0 = padding)
     """
@@ -130,11 +131,11 @@ class InteractionLog:
             present = np.zeros(len(vocab), dtype=bool)
             present[codes] = True
             present[0] = True
-            new_index = np.cumsum(present) - 1
+            new_index = (np.cumsum(present) - 1).astype(np.int32)
             side = {k: v[present] for k, v in getattr(log, table_name).items()}
             log = dataclasses.replace(
                 log,
-                **{column: new_index[codes].astype(np.int32), vocab_name: Vocab(vocab.tokens[present]), table_name: side},
+                **{column: new_index[codes], vocab_name: Vocab(vocab.tokens[present]), table_name: side},
             )
         return log
 
@@ -210,8 +211,8 @@ def make_log(
         timestamp=np.asarray(timestamp, dtype=np.int64),
         behaviour=behaviour_codes,
         value=floats(value, np.float32),
-        latitude=floats(latitude, np.float64),
-        longitude=floats(longitude, np.float64),
+        latitude=floats(latitude, np.float32),
+        longitude=floats(longitude, np.float32),
         region=region_codes,
         user_vocab=user_vocab,
         item_vocab=item_vocab,

@@ -25,6 +25,16 @@ from stjax.data.errors import DataError, Issue
 pa.set_memory_pool(pa.system_memory_pool())
 
 
+def release_memory() -> None:
+    """Returns freed heap pages to the OS (glibc keeps them otherwise); a no-op elsewhere."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 @dataclasses.dataclass
 class RawTable:
     """String columns of the good rows of one file, with their line numbers.
