@@ -190,10 +190,11 @@ def _region_from_users(log: InteractionLog) -> InteractionLog:
     return log
 
 
-def load_ml100k(path: Path, strict: bool = True) -> Loaded:
+def _movielens_ratings(file: Path, delimiter: str, encoding: str, strict: bool, name: str):
+    """user, item, rating, timestamp rows (both MovieLens raw formats) -> (log, report, file)."""
     report = RepairReport()
-    data_file = _in_dir(path, "u.data")
-    raw = read_delimited(data_file, delimiter="\t", names=["user", "item", "rating", "timestamp"], strict=strict)
+    raw = read_delimited(file, delimiter=delimiter, names=["user", "item", "rating", "timestamp"],
+                         encoding=encoding, strict=strict)
     checker = RowChecker(raw, strict, report)
     user = to_int_id(checker, raw.columns["user"], "user")
     item = to_int_id(checker, raw.columns["item"], "item")
@@ -201,8 +202,13 @@ def load_ml100k(path: Path, strict: bool = True) -> Loaded:
     stamp = to_timestamp(checker, raw.columns["timestamp"], "timestamp")
     rows = _finish(checker, raw, {"user": user, "item": item, "value": rating, "timestamp": stamp})
     _check_nonempty(rows, report, raw.file)
-    log = make_log(rows["user"], rows["item"], rows["timestamp"], value=rows["value"], name="ml-100k")
-    files = [raw.file]
+    log = make_log(rows["user"], rows["item"], rows["timestamp"], value=rows["value"], name=name)
+    return log, report, raw.file
+
+
+def load_ml100k(path: Path, strict: bool = True) -> Loaded:
+    log, report, data_file = _movielens_ratings(_in_dir(path, "u.data"), "\t", "utf-8", strict, "ml-100k")
+    files = [data_file]
     user_file = _in_dir(path, "u.user")
     if user_file.exists():
         users_raw = read_delimited(user_file, delimiter="|", names=["user", "age", "gender", "occupation", "zip"],
@@ -235,18 +241,8 @@ def _align(table: dict, log: InteractionLog, key: str = "user") -> dict:
 
 
 def load_ml1m(path: Path, strict: bool = True) -> Loaded:
-    report = RepairReport()
-    raw = read_delimited(_in_dir(path, "ratings.dat"), delimiter="::", names=["user", "item", "rating", "timestamp"],
-                         encoding="latin-1", strict=strict)
-    checker = RowChecker(raw, strict, report)
-    user = to_int_id(checker, raw.columns["user"], "user")
-    item = to_int_id(checker, raw.columns["item"], "item")
-    rating = to_float(checker, raw.columns["rating"], "rating", low=0, high=5)
-    stamp = to_timestamp(checker, raw.columns["timestamp"], "timestamp")
-    rows = _finish(checker, raw, {"user": user, "item": item, "value": rating, "timestamp": stamp})
-    _check_nonempty(rows, report, raw.file)
-    log = make_log(rows["user"], rows["item"], rows["timestamp"], value=rows["value"], name="ml-1m")
-    files = [raw.file]
+    log, report, data_file = _movielens_ratings(_in_dir(path, "ratings.dat"), "::", "latin-1", strict, "ml-1m")
+    files = [data_file]
     user_file = _in_dir(path, "users.dat")
     if user_file.exists():
         users_raw = read_delimited(user_file, delimiter="::", names=["user", "gender", "age", "occupation", "zip"],

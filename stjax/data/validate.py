@@ -122,33 +122,11 @@ def to_float(checker: RowChecker, column: pa.Array, field: str, *, low=None, hig
     checker.flag(nonfinite, field, "not_finite", lambda v: f"expected a finite number, found {_show(v)}", column)
     safe = pc.if_else(pa.array(matches), column, pa.scalar("nan"))
     values = pc.cast(safe, pa.float64()).to_numpy(zero_copy_only=False).copy()
-    out_of_range = np.zeros(len(values), dtype=bool)
-    with np.errstate(invalid="ignore"):
-        if low is not None:
-            out_of_range |= values < low
-        if high is not None:
-            out_of_range |= values > high
-    if out_of_range.any():
-        expected = f"[{low}, {high}]"
-        if repair_range and not checker.strict:
-            checker.repair(int((out_of_range & ~checker.drop).sum()), f"{field}_out_of_range_set_missing")
-            values[out_of_range] = np.nan
-        else:
-            checker.flag(out_of_range, field, "out_of_range",
-                         lambda v: f"expected a value in {expected}, found {v}", column)
-    return values
+    return _check_range(checker, values, column, field, low, high, repair_range)
 
 
-def _numeric_float(checker, column, field, low, high, optional, repair_range) -> np.ndarray:
-    """Typed columns (Parquet): no text round trip; nulls and NaN are missing or errors."""
-    values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
-    if not values.flags.writeable:
-        values = values.copy()
-    missing = np.isnan(values)
-    if not optional:
-        checker.flag(missing, field, "not_finite", lambda v: f"expected a finite number, found {_show(v)}", column)
-    infinite = np.isinf(values)
-    checker.flag(infinite, field, "not_finite", lambda v: f"expected a finite number, found {_show(v)}", column)
+def _check_range(checker, values, column, field, low, high, repair_range) -> np.ndarray:
+    """Flags (or, in repair mode with repair_range, blanks and counts) values outside [low, high]."""
     out_of_range = np.zeros(len(values), dtype=bool)
     with np.errstate(invalid="ignore"):
         if low is not None:
@@ -163,6 +141,19 @@ def _numeric_float(checker, column, field, low, high, optional, repair_range) ->
             checker.flag(out_of_range, field, "out_of_range",
                          lambda v: f"expected a value in [{low}, {high}], found {v}", column)
     return values
+
+
+def _numeric_float(checker, column, field, low, high, optional, repair_range) -> np.ndarray:
+    """Typed columns (Parquet): no text round trip; nulls and NaN are missing or errors."""
+    values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+    if not values.flags.writeable:
+        values = values.copy()
+    missing = np.isnan(values)
+    if not optional:
+        checker.flag(missing, field, "not_finite", lambda v: f"expected a finite number, found {_show(v)}", column)
+    infinite = np.isinf(values)
+    checker.flag(infinite, field, "not_finite", lambda v: f"expected a finite number, found {_show(v)}", column)
+    return _check_range(checker, values, column, field, low, high, repair_range)
 
 
 def to_timestamp(checker: RowChecker, column: pa.Array, field: str, *, style: str = "seconds") -> np.ndarray:
