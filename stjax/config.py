@@ -35,8 +35,36 @@ def load_config(spec: str, overrides: list[str] | tuple = ()) -> ml_collections.
     config = module.get_config(arg) if arg else module.get_config()
     config = ml_collections.ConfigDict(config.to_dict() if hasattr(config, "to_dict") else config)
     apply_overrides(config, overrides)
+    check_complete(config, path)
     config.lock()
     return config
+
+
+def check_complete(config: ml_collections.ConfigDict, source: str = "the config") -> None:
+    """Every key a run reads must be present, and no key may be unknown."""
+    from stjax.models.base import REGISTRY, get
+
+    name = config.get("model", {}).get("name") if isinstance(config.get("model"), ml_collections.ConfigDict) else None
+    if name is None:
+        raise ConfigError(f"{source}: missing config key 'model.name'")
+    try:
+        get(name)
+    except KeyError:
+        raise ConfigError(f"{source}: unknown model '{name}'; registered: {', '.join(sorted(REGISTRY))}") from None
+    reference = base_config(name)
+
+    def walk(expected, actual, prefix):
+        for key in expected.keys():
+            if key not in actual:
+                raise ConfigError(f"{source}: missing config key '{prefix}{key}'")
+            if isinstance(expected[key], ml_collections.ConfigDict):
+                walk(expected[key], actual[key], f"{prefix}{key}.")
+        for key in actual.keys():
+            if key not in expected:
+                raise ConfigError(f"{source}: unknown config key '{prefix}{key}'; valid keys"
+                                  f"{' in ' + prefix[:-1] if prefix else ''}: {', '.join(sorted(expected.keys()))}")
+
+    walk(reference, config, "")
 
 
 def _parse_override(text: str) -> tuple[str, str]:

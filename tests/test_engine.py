@@ -131,3 +131,23 @@ def test_cli_errors_are_one_line(reference_run, tmp_path):
     assert result.exit_code == 2 and "holds a run of model 'sasrec', not 'gru4rec'" in result.output
     result = runner.invoke(main, ["evaluate", "--workdir", str(tmp_path)])
     assert result.exit_code == 2 and "not a run folder" in result.output
+
+
+def test_missing_and_unknown_keys_in_a_config_file(tmp_path):
+    broken = tmp_path / "broken.py"
+    broken.write_text("from stjax.config import base_config\n\ndef get_config(arg=None):\n"
+                      "    config = base_config('sasrec')\n    del config.train['batch_size']\n    return config\n")
+    with pytest.raises(ConfigError, match="missing config key 'train.batch_size'"):
+        load_config(str(broken))
+    extra = tmp_path / "extra.py"
+    extra.write_text("from stjax.config import base_config\n\ndef get_config(arg=None):\n"
+                     "    config = base_config('sasrec')\n    config.train.batchsize = 3\n    return config\n")
+    with pytest.raises(ConfigError, match="unknown config key 'train.batchsize'; valid keys in train: "):
+        load_config(str(extra))
+
+
+def test_every_experiment_config_is_complete():
+    for path in sorted((ROOT / "experiments").glob("*.py")):
+        for arg in ("", ":tiny"):
+            config = load_config(str(path) + arg)
+            assert config.model.name in path.stem

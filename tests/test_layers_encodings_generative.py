@@ -180,3 +180,27 @@ def test_generator_discriminator_shapes():
     assert sample.shape == (3, 7) and float(sample.min()) >= 0 and float(sample.max()) <= 1
     critic = Discriminator([13])
     assert critic.apply(critic.init(jax.random.key(1), sample), sample).shape == (3,)
+
+
+def test_encoding_and_gan_gradients():
+    with jax.enable_x64(True):
+        times = jnp.asarray([[0.5, 1.5, 2.0]], jnp.float64)
+        for layer in (Time2Vec(5, dtype=jnp.float64, param_dtype=jnp.float64),
+                      FunctionalTimeEncoding(4, dtype=jnp.float64, param_dtype=jnp.float64)):
+            params = meta.unbox(layer.init(jax.random.key(0), times))
+            check_grads(lambda p, t, layer=layer: layer.apply(p, t).sum(), (params, times), order=1, modes=["rev"],
+                        atol=1e-4, rtol=1e-4)
+        noise = jnp.asarray(np.random.default_rng(0).normal(size=(2, 3)))
+        generator = Generator([4], 5, dtype=jnp.float64, param_dtype=jnp.float64)
+        critic = Discriminator([4], dtype=jnp.float64, param_dtype=jnp.float64)
+        pg = meta.unbox(generator.init(jax.random.key(0), noise))
+        pc = meta.unbox(critic.init(jax.random.key(1), jnp.zeros((2, 5))))
+
+        def generator_loss(pg, pc):
+            return gan_losses(critic.apply(pc, noise[:, :1] * jnp.ones((2, 5))), critic.apply(pc, generator.apply(pg, noise)),
+                              "non_saturating")[1]
+
+        check_grads(generator_loss, (pg, pc), order=1, modes=["rev"], atol=1e-4, rtol=1e-4)
+        lat = jnp.asarray([40.0, 10.0])
+        check_grads(lambda a: haversine(a, -74.0, 34.0, -118.0).sum(), (lat,), order=1, modes=["rev"], atol=1e-4,
+                    rtol=1e-4)

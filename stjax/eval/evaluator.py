@@ -58,6 +58,13 @@ def sample_negatives(examples: dict, num_items: int, count: int, strategy: str, 
     for row in range(rows):
         seen = set(examples["exclude"][row].tolist()) | {int(examples["targets"][row]), 0}
         chosen: list[int] = []
+        if num_items + 1 - len(seen) <= 2 * count:
+            # Few items left: take them all in random order; missing slots stay 0 (padding,
+            # scored -inf, so the row simply has fewer negatives).
+            candidates = np.setdiff1d(np.arange(1, num_items + 1), np.fromiter(seen, np.int64))
+            chosen = rng.permutation(candidates)[:count].tolist()
+            out[row, : len(chosen)] = chosen
+            continue
         while len(chosen) < count:
             draw = (rng.choice(num_items, 2 * count, p=p) + 1) if strategy == "popularity" else \
                 rng.integers(1, num_items + 1, 2 * count)
