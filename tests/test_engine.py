@@ -151,3 +151,21 @@ def test_every_experiment_config_is_complete():
         for arg in ("", ":tiny"):
             config = load_config(str(path) + arg)
             assert config.model.name in path.stem
+
+
+def test_data_parallel_on_8_cpu_devices_matches_one_device(reference_run, tmp_path):
+    """The same step sharded over 8 host devices (own process) reaches the same metrics."""
+    _, results = reference_run
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    command = [sys.executable, "-m", "stjax.cli", "train", "--config", EXPERIMENT, "--workdir", str(tmp_path),
+               *OVERRIDES]
+    finished = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    sharded = json.loads((tmp_path / "results.json").read_text())
+    probe = subprocess.run([sys.executable, "-c", "import jax; print(jax.device_count())"], capture_output=True,
+                           text=True, env=env, timeout=60)
+    assert probe.stdout.strip() == "8"
+    for part in ("valid", "test"):
+        for name in ("ndcg@10", "hr@10"):
+            assert abs(sharded[part][name] - results[part][name]) < 0.03, (part, name)
+    assert sharded["timings"]["train_step_compiles"] == 1
