@@ -14,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from stjax.data.splits import TRAIN, Split
+from stjax.data.textio import release_memory
 
 
 class SequenceBatch(NamedTuple):
@@ -87,15 +88,16 @@ def build_sequences(split: Split, max_length: int, window: str = "last") -> Sequ
     covers the whole training sequence with windows that overlap by one event.
     """
     log = split.log
+    release_memory()
     origin = int(log.timestamp.min()) if len(log) else 0
     if len(log) and int(log.timestamp.max()) - origin >= 2**31:
         raise ValueError("the log spans more than 68 years; int32 relative times would overflow")
     times = np.subtract(log.timestamp, origin, dtype=np.int64).astype(np.int32)
-    items = log.item.astype(np.int32)
+    items = np.asarray(log.item, dtype=np.int32)
 
     # Training: windows over the train events only (they are a prefix of each user's events
     # for leave-one-out; for other splits the train events are gathered first).
-    train_rows = np.flatnonzero(split.part == TRAIN)
+    train_rows = np.flatnonzero(split.part == TRAIN).astype(np.int32 if len(log) < 2**31 else np.int64)
     t_user = log.user[train_rows]
     t_items, t_times = items[train_rows], times[train_rows]
     starts = _user_starts(t_user)

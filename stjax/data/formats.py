@@ -427,7 +427,7 @@ def _table_rows(raw: RawTable, resolved: dict, checker: RowChecker) -> dict:
 
 
 def _parquet_batches(path: Path, columns: dict | None, batch_rows: int):
-    """(names, resolved, iterator of RawTable) over row batches of a Parquet file."""
+    """(resolved columns, iterator of RawTable over row batches, total rows) of a Parquet file."""
     try:
         parquet = pq.ParquetFile(path)
     except (pa.ArrowInvalid, OSError) as err:
@@ -458,7 +458,7 @@ def _parquet_batches(path: Path, columns: dict | None, batch_rows: int):
             yield RawTable(str(path), prepared, np.arange(offset, offset + rows, dtype=np.int64) + 1, [], rows)
             offset += rows
 
-    return resolved, batches()
+    return resolved, batches(), parquet.metadata.num_rows
 
 
 def load_table(path: Path, format: str, strict: bool = True, columns: dict[str, str] | None = None,
@@ -471,33 +471,37 @@ def load_table(path: Path, format: str, strict: bool = True, columns: dict[str, 
     """
     report = RepairReport()
     if format == "parquet":
-        resolved, batches = _parquet_batches(path, columns, batch_rows)
+        resolved, batches, total_rows = _parquet_batches(path, columns, batch_rows)
     else:
         delimiter = "\t" if format == "tsv" else ","
         raw = read_delimited(path, delimiter=delimiter, header=True, quote_char='"', strict=strict)
         resolved = _resolve_columns(list(raw.columns), columns, raw.file)
-        batches = iter([raw])
+        batches, total_rows = iter([raw]), raw.num_rows
     encoders = {role: _Encoder() for role in ("user", "item", "behaviour", "region")}
-    parts: dict[str, list] = {key: [] for key in ("user", "item", "timestamp", "behaviour", "value", "latitude",
-                                                  "longitude", "region")}
+    dtypes = {"user": np.int32, "item": np.int32, "timestamp": np.int64, "behaviour": np.int8, "value": np.float32,
+              "latitude": np.float32, "longitude": np.float32, "region": np.int32}
+    # Columns are filled batch by batch into arrays sized for every row, so there is never a
+    # list of parts and their concatenation in memory at once.
+    columns_out = {key: np.empty(total_rows, dtype) for key, dtype in dtypes.items()}
+    filled = 0
     file = str(path)
     for raw in batches:
         file = raw.file
         checker = RowChecker(raw, strict, report)
         rows = _table_rows(raw, resolved, checker)
         count = len(rows["timestamp"])
-        parts["user"].append(encoders["user"].encode(rows["user"]))
-        parts["item"].append(encoders["item"].encode(rows["item"]))
-        parts["timestamp"].append(np.asarray(rows["timestamp"], dtype=np.int64))
-        parts["behaviour"].append(encoders["behaviour"].encode(rows["behaviour"]).astype(np.int8)
-                                  if "behaviour" in rows else np.ones(count, np.int8))
-        parts["region"].append(encoders["region"].encode(rows["region"], optional=True)
-                               if "region" in rows else np.zeros(count, np.int32))
-        for key, dtype in (("value", np.float32), ("latitude", np.float32), ("longitude", np.float32)):
-            parts[key].append(np.asarray(rows[key], dtype=dtype) if key in rows else np.full(count, np.nan, dtype))
+        part = slice(filled, filled + count)
+        columns_out["user"][part] = encoders["user"].encode(rows["user"])
+        columns_out["item"][part] = encoders["item"].encode(rows["item"])
+        columns_out["timestamp"][part] = rows["timestamp"]
+        columns_out["behaviour"][part] = encoders["behaviour"].encode(rows["behaviour"]) if "behaviour" in rows else 1
+        columns_out["region"][part] = encoders["region"].encode(rows["region"], optional=True) if "region" in rows else 0
+        for key in ("value", "latitude", "longitude"):
+            columns_out[key][part] = rows[key] if key in rows else np.nan
+        filled += count
         del rows, raw, checker
         release_memory()
-    columns_out = {key: np.concatenate(value) for key, value in parts.items()}
+    columns_out = {key: value[:filled] for key, value in columns_out.items()}
     _check_nonempty(columns_out, report, file)
     behaviour_vocab = encoders["behaviour"].vocab() if "behaviour" in resolved else Vocab.from_tokens(["rate"])
     log = InteractionLog(

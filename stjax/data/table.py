@@ -120,6 +120,8 @@ class InteractionLog:
     def sort_by_user_time(self) -> InteractionLog:
         """Stable sort by (user, timestamp): ties keep their file order."""
         order = np.lexsort((self.timestamp, self.user))
+        if len(order) < 2**31:
+            order = order.astype(np.int32)
         return self.select(order)
 
     def compact(self) -> InteractionLog:
