@@ -233,7 +233,7 @@ def recommend_command(workdir, history_path, k, out):
 
     run, state, _ = _load_run(workdir)
     vocab = json.loads((Path(workdir) / "vocab.json").read_text())
-    histories, unknown = read_histories(history_path)
+    histories = read_histories(history_path)
     rows, report = recommend(run, state.params, histories, vocab, k)
     text = "".join(json.dumps(row) + "\n" for row in rows)
     if out == "-":

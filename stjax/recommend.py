@@ -17,7 +17,7 @@ import numpy as np
 from stjax.data.errors import DataError, Issue
 
 
-def read_histories(path: str) -> tuple[dict[str, list[tuple[str, int]]], int]:
+def read_histories(path: str) -> dict[str, list[tuple[str, int]]]:
     """user -> [(item, timestamp)] sorted by time."""
     file = Path(path)
     if not file.exists():
@@ -52,7 +52,7 @@ def read_histories(path: str) -> tuple[dict[str, list[tuple[str, int]]], int]:
                 histories.setdefault(row["user"], []).append((row["item"], stamp))
     for user in histories:
         histories[user].sort(key=lambda pair: pair[1])
-    return histories, 0
+    return histories
 
 
 def recommend(run, params, histories: dict, vocab: dict, k: int) -> tuple[list[dict], dict]:

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from stjax.data import geo
 from stjax.data.errors import DataError, Issue, RepairReport
-from stjax.data.table import InteractionLog, Vocab, make_log
+from stjax.data.table import InteractionLog, Vocab, encode_optional, make_log
 from stjax.data.textio import RawTable, read_delimited, release_memory
 from stjax.data.validate import RowChecker, to_float, to_int, to_int_id, to_timestamp, to_token
 
@@ -181,9 +181,7 @@ def _region_from_users(log: InteractionLog) -> InteractionLog:
     state = log.users.get("state")
     if state is None:
         return log
-    from stjax.data.table import _encode_optional
-
-    codes, vocab = _encode_optional(pa.array(state[log.user].tolist(), pa.string()))
+    codes, vocab = encode_optional(pa.array(state[log.user].tolist(), pa.string()))
     log.region, log.region_vocab = codes, vocab
     log.latitude = log.users["latitude"][log.user]
     log.longitude = log.users["longitude"][log.user]
@@ -514,10 +512,8 @@ def load_table(path: Path, format: str, strict: bool = True, columns: dict[str, 
 
 
 def _add_cells(log: InteractionLog, resolution: int) -> InteractionLog:
-    from stjax.data.table import _encode_optional
-
     cells = geo.h3_cells(log.latitude, log.longitude, resolution)
-    log.region, log.region_vocab = _encode_optional(pa.array(cells.tolist(), pa.string()))
+    log.region, log.region_vocab = encode_optional(pa.array(cells.tolist(), pa.string()))
     return log
 
 

@@ -202,7 +202,7 @@ def make_log(
         region_codes = np.zeros(n, dtype=np.int32)
         region_vocab = Vocab.from_tokens([])
     else:
-        region_codes, region_vocab = _encode_optional(_as_arrow(region))
+        region_codes, region_vocab = encode_optional(_as_arrow(region))
 
     def floats(values, dtype):
         return np.full(n, np.nan, dtype) if values is None else np.asarray(values, dtype)
@@ -240,7 +240,7 @@ def _as_arrow(values) -> pa.Array:
     return pa.array(values.astype(str).tolist() if values.dtype != object else values.tolist(), pa.string())
 
 
-def _encode_optional(values: pa.Array) -> tuple[np.ndarray, Vocab]:
+def encode_optional(values: pa.Array) -> tuple[np.ndarray, Vocab]:
     """Codes with 0 for null/empty entries."""
     values = pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values)
     encoded = pc.dictionary_encode(values)

@@ -70,10 +70,6 @@ class RowChecker:
         return keep
 
 
-def _strings(column: pa.Array) -> list:
-    return column
-
-
 def _show(value) -> str:
     text = "" if value is None else str(value)
     return "empty" if text == "" else repr(text) if len(text) < 40 else repr(text[:37] + "...")

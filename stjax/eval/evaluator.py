@@ -7,8 +7,6 @@ per-row metrics are summed on the device and fetched once at the end.
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -112,7 +110,3 @@ class Evaluator:
         else:
             metrics["protocol"] = "full ranking"
         return metrics
-
-    @property
-    def num_batches(self) -> dict[str, int]:
-        return {part: math.ceil(len(ex["targets"]) / self.batch_size) for part, ex in self.examples.items()}

@@ -45,6 +45,12 @@ def add_self_loops(graph: jraph.GraphsTuple, edge_fill: float = 0.0) -> jraph.Gr
                           n_edge=graph.n_edge + graph.n_node)
 
 
+def _aggregate_heads(alpha: Array, values: Array, receivers: Array, num_nodes: int, concat: bool) -> Array:
+    """Σ_j α_ij v_j per receiver and head (alpha [E, H], values [E, H, C]), then concat or mean."""
+    out = jax.ops.segment_sum(alpha[..., None] * values, receivers, num_nodes)  # [N, H, C]
+    return out.reshape(num_nodes, -1) if concat else out.mean(axis=1)
+
+
 class GAT(nn.Module):
     """Graph attention (Veličković et al., ICLR 2018), multi-head, optional edge features.
 
@@ -89,9 +95,7 @@ class GAT(nn.Module):
         logits = jax.nn.leaky_relu(logits, self.negative_slope)
         alpha = segment_softmax(logits, graph.receivers, num_nodes)  # [E, H]
         dropped = nn.Dropout(self.attention_dropout)(alpha, deterministic=deterministic)
-        messages = dropped[..., None] * z[graph.senders]  # [E, H, C]
-        out = jax.ops.segment_sum(messages, graph.receivers, num_nodes)  # [N, H, C]
-        out = out.reshape(num_nodes, H * C) if self.concat else out.mean(axis=1)
+        out = _aggregate_heads(dropped, z[graph.senders], graph.receivers, num_nodes, self.concat)
         bias = self.param("bias", _p(nn.initializers.zeros, ("embed",)), (out.shape[-1],), self.param_dtype)
         return graph._replace(nodes=out + bias.astype(self.dtype)), alpha
 
@@ -130,8 +134,7 @@ class GATv2(nn.Module):
         logits = jnp.sum(jax.nn.leaky_relu(hidden, self.negative_slope) * attention, -1)
         alpha = segment_softmax(logits, graph.receivers, num_nodes)
         dropped = nn.Dropout(self.attention_dropout)(alpha, deterministic=deterministic)
-        out = jax.ops.segment_sum(dropped[..., None] * z_sender[graph.senders], graph.receivers, num_nodes)
-        out = out.reshape(num_nodes, H * C) if self.concat else out.mean(axis=1)
+        out = _aggregate_heads(dropped, z_sender[graph.senders], graph.receivers, num_nodes, self.concat)
         bias = self.param("bias", _p(nn.initializers.zeros, ("embed",)), (out.shape[-1],), self.param_dtype)
         return graph._replace(nodes=out + bias.astype(self.dtype)), alpha
 

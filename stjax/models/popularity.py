@@ -4,6 +4,7 @@ likelihood estimate of item frequencies in the training targets; the history is 
 from __future__ import annotations
 
 import flax.linen as nn
+import jax.numpy as jnp
 import ml_collections
 
 from stjax.models.base import ModelSpec, full_softmax_loss, mask_padding_logits, register
@@ -21,7 +22,7 @@ class Popularity(nn.Module):
     def __call__(self, items, timestamps=None, deterministic: bool = True):
         bias = self.param("item_bias", nn.with_logical_partitioning(nn.initializers.zeros, ("vocab",)),
                           (self.num_items + 1,))
-        return bias[None, None, :] * (items[..., None] >= 0)  # [B, T, I+1]
+        return jnp.broadcast_to(bias, (*items.shape, self.num_items + 1))  # [B, T, I+1]
 
 
 def make(config, num_items: int, max_length: int) -> nn.Module:
