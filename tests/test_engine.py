@@ -169,3 +169,20 @@ def test_data_parallel_on_8_cpu_devices_matches_one_device(reference_run, tmp_pa
         for name in ("ndcg@10", "hr@10"):
             assert abs(sharded[part][name] - results[part][name]) < 0.03, (part, name)
     assert sharded["timings"]["train_step_compiles"] == 1
+
+
+def test_recommend_reads_csv_histories_and_reports_bad_rows(reference_run, tmp_path):
+    workdir, _ = reference_run
+    vocab = json.loads((workdir / "vocab.json").read_text())
+    good = tmp_path / "history.csv"
+    good.write_text("user,item,timestamp\n" + "".join(f"alice,{item},{1_700_000_000 + i}\n"
+                                                         for i, item in enumerate(vocab["items"][1:6])))
+    result = CliRunner().invoke(main, ["recommend", "--workdir", str(workdir), "--history", str(good), "--k", "3"])
+    assert result.exit_code == 0, result.output
+    row = json.loads([line for line in result.output.splitlines() if line.startswith("{")][0])
+    assert row["user"] == "alice" and row["known_history"] == 5 and len(row["items"]) == 3
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user,item,timestamp\nbob,x,yesterday\n")
+    result = CliRunner().invoke(main, ["recommend", "--workdir", str(workdir), "--history", str(bad)])
+    assert result.exit_code == 2
+    assert "bad.csv:2: field 'timestamp': expected integer seconds, found 'yesterday'" in result.output
