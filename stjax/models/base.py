@@ -35,6 +35,17 @@ class ModelSpec:
 REGISTRY: dict[str, ModelSpec] = {}
 
 
+class TiedItemOutput:
+    """Mixin for modules with an `item_embedding` table: scores are dot products with it."""
+
+    def logits(self, hidden):
+        """hidden: float[..., D] -> float[..., I+1]."""
+        return self.item_embedding.attend(hidden)
+
+    def embeddings(self):
+        return self.item_embedding.embedding
+
+
 def register(spec: ModelSpec) -> ModelSpec:
     REGISTRY[spec.name] = spec
     return spec

@@ -7,7 +7,7 @@ import flax.linen as nn
 import ml_collections
 
 from stjax.layers import RNN
-from stjax.models.base import ModelSpec, register
+from stjax.models.base import ModelSpec, TiedItemOutput, register
 from stjax.models.sasrec import last_position_score, sequence_loss
 
 
@@ -15,7 +15,7 @@ def default_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(name="gru4rec", hidden=64, state=128, num_layers=1, dropout=0.3, loss="ce"))
 
 
-class RecurrentRecommender(nn.Module):
+class RecurrentRecommender(TiedItemOutput, nn.Module):
     """Shared by GRU4Rec and the LSTM model: the cell is the only difference."""
 
     num_items: int
@@ -40,12 +40,6 @@ class RecurrentRecommender(nn.Module):
         x = self.input_dropout(self.item_embedding(items), deterministic=deterministic)
         outputs, _ = self.rnn(x, padding, deterministic)
         return self.projection(outputs)
-
-    def logits(self, hidden):
-        return self.item_embedding.attend(hidden)
-
-    def embeddings(self):
-        return self.item_embedding.embedding
 
 
 def make(config, num_items: int, max_length: int) -> nn.Module:

@@ -14,6 +14,7 @@ import ml_collections
 from stjax.layers import PositionEmbedding, TransformerBlock
 from stjax.models.base import (
     ModelSpec,
+    TiedItemOutput,
     full_softmax_loss,
     mask_padding_logits,
     register,
@@ -27,7 +28,7 @@ def default_config() -> ml_collections.ConfigDict:
         loss="ce", dtype="float32"))
 
 
-class SASRec(nn.Module):
+class SASRec(TiedItemOutput, nn.Module):
     supports_last_only = True
     num_items: int
     max_length: int
@@ -59,13 +60,6 @@ class SASRec(nn.Module):
         for index, block in enumerate(self.blocks):
             x, _ = block(x, padding, deterministic, last_only=last_only and index == len(self.blocks) - 1)
         return self.final_norm(x.astype(jnp.float32))
-
-    def logits(self, hidden):
-        """hidden: float[..., D] -> float[..., I+1] (dot products with the item table)."""
-        return self.item_embedding.attend(hidden)
-
-    def embeddings(self):
-        return self.item_embedding.embedding
 
 
 def make(config, num_items: int, max_length: int) -> nn.Module:

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from stjax.layers import TimeIntervalBlock
-from stjax.models.base import ModelSpec, register
+from stjax.models.base import ModelSpec, TiedItemOutput, register
 from stjax.models.sasrec import last_position_score, sequence_loss
 
 
@@ -18,7 +18,7 @@ def default_config() -> ml_collections.ConfigDict:
         loss="ce", dtype="float32"))
 
 
-class TiSASRec(nn.Module):
+class TiSASRec(TiedItemOutput, nn.Module):
     num_items: int
     max_length: int
     hidden: int = 64
@@ -47,12 +47,6 @@ class TiSASRec(nn.Module):
         for block in self.blocks:
             x, _ = block(x, timestamps, padding, deterministic)
         return self.final_norm(x.astype(jnp.float32))
-
-    def logits(self, hidden):
-        return self.item_embedding.attend(hidden)
-
-    def embeddings(self):
-        return self.item_embedding.embedding
 
 
 def make(config, num_items: int, max_length: int) -> nn.Module:
