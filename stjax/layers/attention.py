@@ -235,8 +235,14 @@ class TimeIntervalAttention(nn.Module):
         weights = masked_softmax(scores, mask)
         dropped = nn.Dropout(self.dropout)(weights, deterministic=deterministic)
         context = jnp.einsum("bhqt,bthk->bqhk", dropped, value)
-        # Σ_j a_ij r^V_ij with r^V gathered per pair: [B, T, T, H, K].
-        context = context + jnp.einsum("bhqt,bqthk->bqhk", dropped, interval_value[relation])
+        # Σ_j a_ij r^V_ij = Σ_r (Σ_{j: rel_ij = r} a_ij) r^V_r: a scatter-add of the weights
+        # into [B, H, T, R] buckets, then a small matmul; no [B, T, T, D] array is formed.
+        buckets = self.max_interval + 1
+        rows = jnp.arange(batch * heads * time).reshape(batch, heads, time, 1)
+        segment = rows * buckets + relation[:, None, :, :]  # [B, H, T, T]
+        per_relation = jax.ops.segment_sum(dropped.reshape(-1), segment.reshape(-1),
+                                           batch * heads * time * buckets).reshape(batch, heads, time, buckets)
+        context = context + jnp.einsum("bhqr,rhk->bqhk", per_relation, interval_value)
         out = context.reshape(batch, time, features)
         return out, (weights if self.return_weights else None)
 
