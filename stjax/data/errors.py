@@ -62,17 +62,6 @@ class RepairReport:
     def total_dropped(self) -> int:
         return sum(self.dropped.values())
 
-    @property
-    def total_repaired(self) -> int:
-        return sum(self.repaired.values())
-
-    def merge(self, other: RepairReport) -> None:
-        self.rows_read += other.rows_read
-        self.kept += other.kept
-        self.dropped.update(other.dropped)
-        self.repaired.update(other.repaired)
-        self.examples.extend(other.examples[: max(0, MAX_LISTED_ERRORS - len(self.examples))])
-
     def drop(self, kind: str, count: int = 1) -> None:
         """Records records removed after parsing (deduplication, k-core): kept shrinks."""
         if count:

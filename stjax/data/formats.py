@@ -161,19 +161,21 @@ def _movielens_users(raw: RawTable, strict: bool, report: RepairReport) -> dict:
     ids = to_int_id(checker, raw.columns["user"], "user")
     age = to_int(checker, raw.columns["age"], "age", low=0, high=150)
     keep = checker.finish()
-    zips = np.asarray(raw.columns["zip"].to_pylist(), dtype=object)[keep]
-    found = geo.lookup_postal_codes(zips)
-    report.repaired["postal_code_unmatched"] += found.num_unmatched
-    return {
+    table = {
         "id": np.asarray(ids.to_pylist(), dtype=object)[keep],
         "age": age[keep].astype(np.int32),
         "gender": np.asarray(raw.columns["gender"].to_pylist(), dtype=object)[keep],
         "occupation": np.asarray(raw.columns["occupation"].to_pylist(), dtype=object)[keep],
-        "postal_code": zips,
-        "latitude": found.latitude,
-        "longitude": found.longitude,
-        "state": found.state,
+        "postal_code": np.asarray(raw.columns["zip"].to_pylist(), dtype=object)[keep],
     }
+    return _with_postal_locations(table, "postal_code", report)
+
+
+def _with_postal_locations(table: dict, column: str, report: RepairReport) -> dict:
+    """Adds latitude, longitude and state from a ZIP column; unmatched codes are counted."""
+    found = geo.lookup_postal_codes(table[column])
+    report.repaired["postal_code_unmatched"] += found.num_unmatched
+    return table | {"latitude": found.latitude, "longitude": found.longitude, "state": found.state}
 
 
 def _region_from_users(log: InteractionLog) -> InteractionLog:
@@ -192,7 +194,7 @@ def _movielens_ratings(file: Path, delimiter: str, encoding: str, strict: bool, 
     """user, item, rating, timestamp rows (both MovieLens raw formats) -> (log, report, file)."""
     report = RepairReport()
     raw = read_delimited(file, delimiter=delimiter, names=["user", "item", "rating", "timestamp"],
-                         encoding=encoding, strict=strict)
+                         encoding=encoding)
     checker = RowChecker(raw, strict, report)
     user = to_int_id(checker, raw.columns["user"], "user")
     item = to_int_id(checker, raw.columns["item"], "item")
@@ -210,14 +212,14 @@ def load_ml100k(path: Path, strict: bool = True) -> Loaded:
     user_file = _in_dir(path, "u.user")
     if user_file.exists():
         users_raw = read_delimited(user_file, delimiter="|", names=["user", "age", "gender", "occupation", "zip"],
-                                   encoding="latin-1", strict=strict)
+                                   encoding="latin-1")
         log.users = _align(_movielens_users(users_raw, strict, report), log)
         log = _region_from_users(log)
         files.append(users_raw.file)
     item_file = _in_dir(path, "u.item")
     if item_file.exists():
         names = ["item", "title", "release_date", "video_release_date", "url", *ML_GENRES]
-        items_raw = read_delimited(item_file, delimiter="|", names=names, encoding="latin-1", strict=strict)
+        items_raw = read_delimited(item_file, delimiter="|", names=names, encoding="latin-1")
         checker = RowChecker(items_raw, strict, RepairReport())
         ids = to_int_id(checker, items_raw.columns["item"], "item")
         flags = np.stack([items_raw.columns[g].to_numpy(zero_copy_only=False) == "1" for g in ML_GENRES], axis=1)
@@ -244,7 +246,7 @@ def load_ml1m(path: Path, strict: bool = True) -> Loaded:
     user_file = _in_dir(path, "users.dat")
     if user_file.exists():
         users_raw = read_delimited(user_file, delimiter="::", names=["user", "gender", "age", "occupation", "zip"],
-                                   encoding="latin-1", strict=strict)
+                                   encoding="latin-1")
         log.users = _align(_movielens_users(users_raw, strict, report), log)
         log = _region_from_users(log)
         files.append(users_raw.file)
@@ -252,7 +254,7 @@ def load_ml1m(path: Path, strict: bool = True) -> Loaded:
     if movie_file.exists():
         # Titles contain ':' but never '::'.
         items_raw = read_delimited(movie_file, delimiter="::", names=["item", "title", "genres"],
-                                   encoding="latin-1", strict=strict)
+                                   encoding="latin-1")
         checker = RowChecker(items_raw, strict, RepairReport())
         ids = to_int_id(checker, items_raw.columns["item"], "item")
         keep = checker.finish()
@@ -286,7 +288,7 @@ def _recbole_header(file: Path) -> list[tuple[str, str]]:
 
 def _read_recbole(file: Path, strict: bool) -> tuple[RawTable, dict[str, str]]:
     fields = _recbole_header(file)
-    raw = read_delimited(file, delimiter="\t", header=True, names=[n for n, _ in fields], strict=strict)
+    raw = read_delimited(file, delimiter="\t", header=True, names=[n for n, _ in fields])
     return raw, dict(fields)
 
 
@@ -327,9 +329,7 @@ def load_recbole(path: Path, strict: bool = True) -> Loaded:
                 continue
             table[name] = np.asarray(users_raw.columns[name].to_pylist(), dtype=object)
         if "zip_code" in table:
-            found = geo.lookup_postal_codes(table["zip_code"])
-            report.repaired["postal_code_unmatched"] += found.num_unmatched
-            table.update(latitude=found.latitude, longitude=found.longitude, state=found.state)
+            table = _with_postal_locations(table, "zip_code", report)
         log.users = _align(table, log)
         log = _region_from_users(log)
         files.append(users_raw.file)
@@ -472,7 +472,7 @@ def load_table(path: Path, format: str, strict: bool = True, columns: dict[str, 
         resolved, batches, total_rows = _parquet_batches(path, columns, batch_rows)
     else:
         delimiter = "\t" if format == "tsv" else ","
-        raw = read_delimited(path, delimiter=delimiter, header=True, quote_char='"', strict=strict)
+        raw = read_delimited(path, delimiter=delimiter, header=True, quote_char='"')
         resolved = _resolve_columns(list(raw.columns), columns, raw.file)
         batches, total_rows = iter([raw]), raw.num_rows
     encoders = {role: _Encoder() for role in ("user", "item", "behaviour", "region")}
@@ -519,8 +519,7 @@ def _add_cells(log: InteractionLog, resolution: int) -> InteractionLog:
 
 def load_snap(path: Path, strict: bool = True, region_resolution: int = 4) -> Loaded:
     report = RepairReport()
-    raw = read_delimited(path, delimiter="\t", names=["user", "time", "latitude", "longitude", "location"],
-                         strict=strict)
+    raw = read_delimited(path, delimiter="\t", names=["user", "time", "latitude", "longitude", "location"])
     checker = RowChecker(raw, strict, report)
     rows = _finish(checker, raw, {
         "user": to_token(checker, raw.columns["user"], "user"),
@@ -538,7 +537,7 @@ def load_snap(path: Path, strict: bool = True, region_resolution: int = 4) -> Lo
 def load_foursquare(path: Path, strict: bool = True, region_resolution: int = 4) -> Loaded:
     report = RepairReport()
     names = ["user", "venue", "category_id", "category", "latitude", "longitude", "tz_offset", "utc_time"]
-    raw = read_delimited(path, delimiter="\t", names=names, encoding="latin-1", strict=strict)
+    raw = read_delimited(path, delimiter="\t", names=names, encoding="latin-1")
     checker = RowChecker(raw, strict, report)
     rows = _finish(checker, raw, {
         "user": to_token(checker, raw.columns["user"], "user"),
@@ -579,7 +578,7 @@ def load_edges(path: Path, strict: bool = True) -> Loaded:
         raise DataError([Issue(str(path), 1, None, f"expected 2 or 3 fields (user user [weight]), found {width}",
                                "wrong_column_count")])
     names = ["source", "target", "weight"][:width]
-    raw = read_delimited(path, delimiter=delimiter, names=names, strict=strict)
+    raw = read_delimited(path, delimiter=delimiter, names=names)
     checker = RowChecker(raw, strict, report)
     source = to_token(checker, raw.columns["source"], "source")
     target = to_token(checker, raw.columns["target"], "target")

@@ -109,10 +109,6 @@ class InteractionLog:
     def num_items(self) -> int:
         return self.item_vocab.size
 
-    @property
-    def has_location(self) -> bool:
-        return bool(np.isfinite(self.latitude).any())
-
     def select(self, rows) -> InteractionLog:
         """A log with only the given rows (mask or indices); vocabularies are kept."""
         return dataclasses.replace(self, **{c: getattr(self, c)[rows] for c in self.EVENT_COLUMNS})

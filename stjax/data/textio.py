@@ -93,10 +93,12 @@ def read_delimited(
     header: bool = False,
     encoding: str = "utf-8",
     quote_char: str | None = None,
-    strict: bool = True,
     max_issues: int = 1000,
 ) -> RawTable:
     """Reads a delimited file into string columns, locating every malformed line.
+
+    Bad lines never stop the reader: they become `line_issues`, and the caller's
+    `RowChecker` decides (strict: raise; repair: drop and count).
 
     Args:
       path: the file.
@@ -106,7 +108,6 @@ def read_delimited(
       header: whether the first line holds the column names.
       encoding: text encoding of the file; undecodable bytes are issues.
       quote_char: when set and present in the file, the slower `csv` module parses it.
-      strict: when false the reader still records issues but keeps going.
       max_issues: how many issues to keep in full (all are counted in `rows_read`).
     """
     path = Path(path)
