@@ -20,7 +20,7 @@ from stjax.data.errors import DataError
 from stjax.data.pipeline import prepare
 from stjax.data.stats import stats_table, summarize
 
-console = Console()
+console = Console(soft_wrap=True)
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-console = Console()
-err_console = Console(stderr=True)
+# soft_wrap: a message is never broken across lines (paths stay greppable when piped); tables still fit.
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 class UserError(Exception):

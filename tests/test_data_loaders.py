@@ -1,5 +1,7 @@
 """Every loader on small fixtures; every malformed fixture gives its located error."""
 
+import shutil
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -163,9 +165,14 @@ def test_cli_validate_repair_writes_clean_file(tmp_path):
     assert load(out).log.num_users == 1
 
 
-def test_cli_validate_ok_and_stats(fixtures):
-    result = CliRunner().invoke(main, ["data", "validate", str(fixtures / "ml-100k")])
-    assert result.exit_code == 0 and "valid:" in result.output and "6 events, 3 users, 3 items" in result.output
+def test_cli_validate_ok_and_stats(fixtures, tmp_path):
+    # A long path must not make the console wrap the summary line (CI clones under a deep directory).
+    deep = tmp_path / ("deep_" * 20) / "ml-100k"
+    shutil.copytree(fixtures / "ml-100k", deep)
+    result = CliRunner().invoke(main, ["data", "validate", str(deep)])
+    assert result.exit_code == 0, result.output
+    summary = result.output.splitlines()[0]
+    assert summary.startswith("valid: ") and summary.endswith("(ml-100k): 6 events, 3 users, 3 items"), summary
     result = CliRunner().invoke(main, ["data", "stats", str(fixtures / "ml-1m")])
     assert result.exit_code == 0 and "events" in result.output
 
