@@ -186,3 +186,45 @@ def test_recommend_reads_csv_histories_and_reports_bad_rows(reference_run, tmp_p
     result = CliRunner().invoke(main, ["recommend", "--workdir", str(workdir), "--history", str(bad)])
     assert result.exit_code == 2
     assert "bad.csv:2: field 'timestamp': expected integer seconds, found 'yesterday'" in result.output
+
+
+def test_train_metrics_are_fetched_one_step_late(tmp_path, monkeypatch):
+    """A log step's metrics are read only after the next step is dispatched (the device never idles on
+    the host); at an evaluation the loss is read before the state is evaluated and saved."""
+    import jax
+
+    import stjax.train.loop as loop
+
+    events = []
+    make_step, device_get = loop.make_train_step, jax.device_get
+
+    def recording_make_train_step(*args, **kwargs):
+        step = make_step(*args, **kwargs)
+
+        def dispatch(state, batch):
+            events.append("dispatch")
+            return step(state, batch)
+
+        dispatch._cache_size = step._cache_size
+        return dispatch
+
+    def recording_device_get(tree):
+        if isinstance(tree, dict) and "loss" in tree:
+            events.append("fetch")
+        return device_get(tree)
+
+    monkeypatch.setattr(loop, "make_train_step", recording_make_train_step)
+    monkeypatch.setattr(jax, "device_get", recording_device_get)
+    config = load_config(EXPERIMENT, ["--config.train.num_epochs=4", "--config.train.eval_every_epochs=2",
+                                      "--config.train.log_every=2"])
+    train_and_evaluate(config, tmp_path, log=lambda m: None, progress=False)
+    dispatched, fetched_at = 0, []
+    for event in events:
+        dispatched += event == "dispatch"
+        if event == "fetch":
+            fetched_at.append(dispatched)
+    logged = [line["step"] for line in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines())
+              if "eval" not in line]
+    evals = {8, 16}
+    assert dispatched == 16 and logged == [2, 4, 6, 8, 10, 12, 14, 16]
+    assert fetched_at == [step if step in evals else step + 1 for step in logged]

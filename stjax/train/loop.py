@@ -154,6 +154,30 @@ def train_and_evaluate(config, workdir: str | Path, log=print, progress: bool = 
     compile_seconds = None
     targets_done = 0.0
     bar = _progress(progress, run.total_steps, step)
+    pending = None  # (summed metrics on the device, steps in the sum, last step): fetched one step late
+
+    def flush():
+        """Fetch the pending metric window, check it, log it. Syncs with the host; called one step late."""
+        nonlocal pending, targets_done
+        sums, count, at = pending
+        pending = None
+        values = jax.device_get(sums)
+        loss = float(values["loss"]) / count
+        if not math.isfinite(loss):
+            good = checkpoints.latest_step()
+            raise TrainingError(f"non-finite loss ({loss}) between steps {at - count + 1} and {at}; "
+                                f"stopped. The last good checkpoint is step {good} in {workdir}/checkpoints "
+                                f"(lower train.learning_rate or set train.clip_norm)")
+        targets_done += float(values["targets"])
+        line = {"step": at, "epoch": round(at / steps_per_epoch, 3), "loss": round(loss, 6),
+                "grad_norm": round(float(values["grad_norm"]) / count, 6), "targets": int(values["targets"])}
+        metrics_file.write(json.dumps(line) + "\n")
+        metrics_file.flush()
+        if writer:
+            writer.add_scalar("train/loss", loss, at)
+        if bar:
+            bar[0].update(bar[1], completed=at, description=f"loss {loss:.4f}")
+
     try:
         while step < run.total_steps and not record["stopped_early"]:
             tick = time.perf_counter()
@@ -162,33 +186,19 @@ def train_and_evaluate(config, workdir: str | Path, log=print, progress: bool = 
             if compile_seconds is None:
                 jax.block_until_ready(metrics)
                 compile_seconds = time.perf_counter() - tick
-            else:
-                train_seconds += time.perf_counter() - tick
+                tick = time.perf_counter()
+            if pending is not None:  # the previous window, while this step runs on the device
+                flush()
             window = metrics if window is None else jax.tree_util.tree_map(jnp.add, window, metrics)
             window_steps += 1
             step += 1
             last = step == run.total_steps
             if step % log_every == 0 or last or step % eval_every == 0:
-                tick = time.perf_counter()
-                values = jax.device_get(window)
-                train_seconds += time.perf_counter() - tick
-                loss = float(values["loss"]) / window_steps
-                if not math.isfinite(loss):
-                    good = checkpoints.latest_step()
-                    raise TrainingError(f"non-finite loss ({loss}) between steps {step - window_steps + 1} and {step}; "
-                                        f"stopped. The last good checkpoint is step {good} in {workdir}/checkpoints "
-                                        f"(lower train.learning_rate or set train.clip_norm)")
-                targets_done += float(values["targets"])
-                line = {"step": step, "epoch": round(step / steps_per_epoch, 3), "loss": round(loss, 6),
-                        "grad_norm": round(float(values["grad_norm"]) / window_steps, 6),
-                        "targets": int(values["targets"])}
-                metrics_file.write(json.dumps(line) + "\n")
-                metrics_file.flush()
-                if writer:
-                    writer.add_scalar("train/loss", loss, step)
+                pending = (window, window_steps, step)
                 window, window_steps = None, 0
-                if bar:
-                    bar[0].update(bar[1], completed=step, description=f"loss {loss:.4f}")
+            if step % eval_every == 0 or last:
+                flush()  # the loss must be checked before this state is evaluated and saved
+            train_seconds += time.perf_counter() - tick
             if step % eval_every == 0 or last:
                 tick = time.perf_counter()
                 valid = evaluator.evaluate(state.params, "valid")
