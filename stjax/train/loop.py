@@ -4,7 +4,8 @@ A run is a folder: config.json, vocab.json, metrics.jsonl, tb/ (TensorBoard), ch
 and results.json. Running again in the same folder resumes from the last checkpoint and
 ends with exactly the metrics of an uninterrupted run: batches come from the saved
 iterator position and keys from (seed, step). Metrics accumulate on the device and are
-fetched every `log_every` steps; nothing syncs with the host inside the loop otherwise.
+fetched every `log_every` steps, one step late (after the next step is dispatched); nothing
+else syncs with the host inside the loop except evaluations.
 """
 
 from __future__ import annotations
