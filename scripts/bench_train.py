@@ -1,7 +1,7 @@
 """Training and evaluation throughput of SASRec, stjax vs a bare JAX step vs RecBole 1.2.1.
 
 Sizes (RecBole's SASRec defaults): hidden 64, inner 256, 2 blocks, 2 heads, max length 50,
-batch 256, cross-entropy over all items. Writes bench_results/train.json.
+batch 256, cross-entropy over all items. Each timing is the best of REPEATS. Writes bench_results/train.json.
 
     python scripts/bench_train.py                                 # stjax only
     python scripts/bench_train.py --recbole-python /tmp/rbvenv/bin/python   # side by side
@@ -100,9 +100,11 @@ def bench_stjax(source: str, train: bool = True) -> dict:
     evaluator = make_evaluator(run)
     examples = evaluator.examples["test"]
     evaluator.evaluate(params, "test")  # compile
-    start = time.perf_counter()
-    evaluator.evaluate(params, "test")
-    eval_s = time.perf_counter() - start
+    eval_s = float("inf")
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        evaluator.evaluate(params, "test")
+        eval_s = min(eval_s, time.perf_counter() - start)
     out |= {"test_pass_s": round(eval_s, 3), "eval_users_per_s": round(len(examples["targets"]) / eval_s)}
     return out
 
@@ -115,6 +117,7 @@ from recbole.model.sequential_recommender import SASRec
 from recbole.trainer import Trainer
 from recbole.utils import init_seed
 data_path, dataset, steps, train = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
+REPEATS = int(sys.argv[5])
 config = Config(model="SASRec", dataset=dataset, config_dict={
     "data_path": data_path, "hidden_size": 64, "inner_size": 256, "n_layers": 2, "n_heads": 2,
     "MAX_ITEM_LIST_LENGTH": 50, "train_batch_size": 256, "eval_batch_size": 256, "loss_type": "CE",
@@ -144,9 +147,12 @@ if train:
     step = sum(times[3:]) / len(times[3:])
     out.update(train_step_s=step, train_targets_per_s=256 / step, batches_per_epoch=len(train_data),
                epoch_s=step * len(train_data))
-start = time.perf_counter()
-result = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
-out["test_pass_s"] = time.perf_counter() - start
+passes = []
+for _ in range(REPEATS):
+    start = time.perf_counter()
+    result = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
+    passes.append(time.perf_counter() - start)
+out["test_pass_s"] = min(passes)
 out["test_users"] = len(test_data.dataset.inter_feat) if hasattr(test_data, "dataset") else None
 print("RESULT " + json.dumps(out))
 '''
@@ -155,7 +161,8 @@ print("RESULT " + json.dumps(out))
 def bench_recbole(python: str, data_dir: str, dataset: str, train: bool) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as handle:
         handle.write(RECBOLE_RUNNER)
-    result = subprocess.run([python, handle.name, str(Path(data_dir).absolute()), dataset, str(STEPS), "1" if train else "0"],
+    result = subprocess.run([python, handle.name, str(Path(data_dir).absolute()), dataset, str(STEPS), "1" if train else "0",
+                             str(REPEATS)],
                             capture_output=True, text=True, timeout=1800, cwd=tempfile.gettempdir())
     os.unlink(handle.name)
     for line in result.stdout.splitlines():
