@@ -193,14 +193,14 @@ def train_and_evaluate(config, workdir: str | Path, log=print, progress: bool = 
             window = metrics if window is None else jax.tree_util.tree_map(jnp.add, window, metrics)
             window_steps += 1
             step += 1
-            last = step == run.total_steps
-            if step % log_every == 0 or last or step % eval_every == 0:
+            evaluating = step % eval_every == 0 or step == run.total_steps
+            if evaluating or step % log_every == 0:
                 pending = (window, window_steps, step)
                 window, window_steps = None, 0
-            if step % eval_every == 0 or last:
+            if evaluating:
                 flush()  # the loss must be checked before this state is evaluated and saved
             train_seconds += time.perf_counter() - tick
-            if step % eval_every == 0 or last:
+            if evaluating:
                 tick = time.perf_counter()
                 valid = evaluator.evaluate(state.params, "valid")
                 eval_seconds += time.perf_counter() - tick
