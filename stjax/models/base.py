@@ -35,6 +35,13 @@ class ModelSpec:
 REGISTRY: dict[str, ModelSpec] = {}
 
 
+def item_embedding(rows: int, hidden: int) -> nn.Embed:
+    """The item table every model shares: N(0, 0.02) rows, logical axes ('vocab', 'embed') so the
+    distributed work can shard it by rows. Row 0 is padding (BERT4Rec adds a mask row at the end)."""
+    return nn.Embed(rows, hidden,
+                    embedding_init=nn.with_logical_partitioning(nn.initializers.normal(0.02), ("vocab", "embed")))
+
+
 class TiedItemOutput:
     """Mixin for modules with an `item_embedding` table: scores are dot products with it."""
 

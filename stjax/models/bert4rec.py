@@ -13,7 +13,13 @@ import jax.numpy as jnp
 import ml_collections
 
 from stjax.layers import PositionEmbedding, TransformerBlock
-from stjax.models.base import ModelSpec, full_softmax_loss, mask_padding_logits, register
+from stjax.models.base import (
+    ModelSpec,
+    full_softmax_loss,
+    item_embedding,
+    mask_padding_logits,
+    register,
+)
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -34,9 +40,7 @@ class BERT4Rec(nn.Module):
 
     def setup(self):
         # Row I+1 is the [mask] token; it is scored like an item and then dropped.
-        self.item_embedding = nn.Embed(
-            self.num_items + 2, self.hidden,
-            embedding_init=nn.with_logical_partitioning(nn.initializers.normal(0.02), ("vocab", "embed")))
+        self.item_embedding = item_embedding(self.num_items + 2, self.hidden)
         self.positions = PositionEmbedding(self.max_length)
         self.blocks = [TransformerBlock(self.num_heads, self.hidden * self.mlp_ratio, self.dropout, self.dropout,
                                         causal=False, pre_norm=True, dtype=jnp.dtype(self.dtype))

@@ -7,7 +7,7 @@ import flax.linen as nn
 import ml_collections
 
 from stjax.layers import RNN
-from stjax.models.base import ModelSpec, TiedItemOutput, register
+from stjax.models.base import ModelSpec, TiedItemOutput, item_embedding, register
 from stjax.models.sasrec import last_position_score, sequence_loss
 
 
@@ -27,9 +27,7 @@ class RecurrentRecommender(TiedItemOutput, nn.Module):
     dropout: float = 0.3
 
     def setup(self):
-        self.item_embedding = nn.Embed(
-            self.num_items + 1, self.hidden,
-            embedding_init=nn.with_logical_partitioning(nn.initializers.normal(0.02), ("vocab", "embed")))
+        self.item_embedding = item_embedding(self.num_items + 1, self.hidden)
         self.rnn = RNN(cell=self.cell, hidden=self.state, num_layers=self.num_layers,
                        forget_bias=1.0 if self.cell == "lstm" else 0.0)
         self.projection = nn.Dense(self.hidden)

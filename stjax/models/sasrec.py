@@ -16,6 +16,7 @@ from stjax.models.base import (
     ModelSpec,
     TiedItemOutput,
     full_softmax_loss,
+    item_embedding,
     mask_padding_logits,
     register,
     sampled_bce_loss,
@@ -41,9 +42,7 @@ class SASRec(TiedItemOutput, nn.Module):
     dtype: str = "float32"
 
     def setup(self):
-        self.item_embedding = nn.Embed(
-            self.num_items + 1, self.hidden, param_dtype=jnp.float32,
-            embedding_init=nn.with_logical_partitioning(nn.initializers.normal(0.02), ("vocab", "embed")))
+        self.item_embedding = item_embedding(self.num_items + 1, self.hidden)
         self.positions = PositionEmbedding(self.max_length)
         self.blocks = [TransformerBlock(self.num_heads, self.hidden * self.mlp_ratio, self.dropout,
                                         self.attention_dropout, causal=True, pre_norm=True, dtype=jnp.dtype(self.dtype))

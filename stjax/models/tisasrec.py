@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from stjax.layers import TimeIntervalBlock
-from stjax.models.base import ModelSpec, TiedItemOutput, register
+from stjax.models.base import ModelSpec, TiedItemOutput, item_embedding, register
 from stjax.models.sasrec import last_position_score, sequence_loss
 
 
@@ -30,9 +30,7 @@ class TiSASRec(TiedItemOutput, nn.Module):
     dtype: str = "float32"
 
     def setup(self):
-        self.item_embedding = nn.Embed(
-            self.num_items + 1, self.hidden,
-            embedding_init=nn.with_logical_partitioning(nn.initializers.normal(0.02), ("vocab", "embed")))
+        self.item_embedding = item_embedding(self.num_items + 1, self.hidden)
         self.blocks = [TimeIntervalBlock(self.num_heads, self.hidden * self.mlp_ratio, self.max_interval,
                                          self.max_length, self.dropout, dtype=jnp.dtype(self.dtype))
                        for _ in range(self.num_blocks)]
