@@ -209,13 +209,8 @@ def _movielens_ratings(file: Path, delimiter: str, encoding: str, strict: bool, 
 def load_ml100k(path: Path, strict: bool = True) -> Loaded:
     log, report, data_file = _movielens_ratings(_in_dir(path, "u.data"), "\t", "utf-8", strict, "ml-100k")
     files = [data_file]
-    user_file = _in_dir(path, "u.user")
-    if user_file.exists():
-        users_raw = read_delimited(user_file, delimiter="|", names=["user", "age", "gender", "occupation", "zip"],
-                                   encoding="latin-1")
-        log.users = _align(_movielens_users(users_raw, strict, report), log)
-        log = _region_from_users(log)
-        files.append(users_raw.file)
+    log = _with_movielens_users(log, _in_dir(path, "u.user"), "|", ["user", "age", "gender", "occupation", "zip"],
+                                strict, report, files)
     item_file = _in_dir(path, "u.item")
     if item_file.exists():
         names = ["item", "title", "release_date", "video_release_date", "url", *ML_GENRES]
@@ -234,6 +229,17 @@ def load_ml100k(path: Path, strict: bool = True) -> Loaded:
     return Loaded(log, report, "ml-100k", files)
 
 
+def _with_movielens_users(log: InteractionLog, user_file: Path, delimiter: str, names: list[str], strict: bool,
+                          report: RepairReport, files: list[str]) -> InteractionLog:
+    """Attach a MovieLens user table (age, gender, occupation, ZIP -> location, region) when the file exists."""
+    if not user_file.exists():
+        return log
+    users_raw = read_delimited(user_file, delimiter=delimiter, names=names, encoding="latin-1")
+    log.users = _align(_movielens_users(users_raw, strict, report), log)
+    files.append(users_raw.file)
+    return _region_from_users(log)
+
+
 def _align(table: dict, log: InteractionLog, key: str = "user") -> dict:
     from stjax.data.table import align_side_table
 
@@ -243,13 +249,8 @@ def _align(table: dict, log: InteractionLog, key: str = "user") -> dict:
 def load_ml1m(path: Path, strict: bool = True) -> Loaded:
     log, report, data_file = _movielens_ratings(_in_dir(path, "ratings.dat"), "::", "latin-1", strict, "ml-1m")
     files = [data_file]
-    user_file = _in_dir(path, "users.dat")
-    if user_file.exists():
-        users_raw = read_delimited(user_file, delimiter="::", names=["user", "gender", "age", "occupation", "zip"],
-                                   encoding="latin-1")
-        log.users = _align(_movielens_users(users_raw, strict, report), log)
-        log = _region_from_users(log)
-        files.append(users_raw.file)
+    log = _with_movielens_users(log, _in_dir(path, "users.dat"), "::", ["user", "gender", "age", "occupation", "zip"],
+                                strict, report, files)
     movie_file = _in_dir(path, "movies.dat")
     if movie_file.exists():
         # Titles contain ':' but never '::'.
