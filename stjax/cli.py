@@ -183,66 +183,82 @@ def train_command(ctx, config_path, workdir, no_progress):
     results = train_and_evaluate(config, workdir, log=lambda m: console.print(m, highlight=False),
                                  progress=not no_progress and sys.stdout.isatty())
     console.print(_metrics_table(results, f"{config.model.name}: best step {results['best_step']} "
-                                          f"({results['test'].get('protocol', '')})"))
+                                          f"({'; '.join(results.get('protocols', {}).values())})"))
     timings = results["timings"]
     console.print(f"train {timings['train_s']:.1f} s, {timings['train_targets_per_s'] or 0:,.0f} targets/s; "
                   f"results in {workdir}/results.json", highlight=False)
 
 
-def _load_run(workdir: str):
-    from stjax.config import from_json
-    from stjax.train.checkpoint import Checkpoints
-    from stjax.train.loop import build_run
-
+def _run_folder(workdir: str) -> Path:
     path = Path(workdir)
-    if not (path / "config.json").exists():
-        raise UserError(f"{workdir}: not a run folder (no config.json); train first with stjax train")
-    config = from_json((path / "config.json").read_text())
-    run = build_run(config, log=lambda m: None)
-    checkpoints = Checkpoints(path, async_save=False)
-    if checkpoints.best_step() is None:
-        raise UserError(f"{workdir}: no checkpoint yet; train first")
-    state, record = checkpoints.restore_best(run.state)
-    checkpoints.close()
-    return run, state, record
+    if not (path / "config.json").exists() or not (path / "run.json").exists():
+        raise UserError(f"{workdir}: not a run folder (no config.json/run.json); train first with stjax train")
+    return path
 
 
 @main.command("evaluate")
 @click.option("--workdir", required=True)
 @_user_errors
 def evaluate_command(workdir):
-    """Recompute validation and test metrics from the best checkpoint."""
-    from stjax.train.loop import make_evaluator
+    """Recompute validation and test metrics from the best checkpoint (rebuilds the data split)."""
+    from stjax.config import from_json
+    from stjax.train.checkpoint import Checkpoints
+    from stjax.train.loop import build_run, make_evaluators
 
-    run, state, record = _load_run(workdir)
-    evaluator = make_evaluator(run)
-    results = {part: evaluator.evaluate(state.params, part) for part in ("valid", "test")}
+    path = _run_folder(workdir)
+    run = build_run(from_json((path / "config.json").read_text()), log=lambda m: None)
+    checkpoints = Checkpoints(path, async_save=False)
+    if checkpoints.best_step() is None:
+        raise UserError(f"{workdir}: no checkpoint yet; train first")
+    state, record = checkpoints.restore_best(run.abstract_state())
+    checkpoints.close()
+    evaluators = make_evaluators(run)
+    results = {part: evaluators.evaluate(state.params, part, run.context) for part in ("valid", "test")}
     console.print(_metrics_table(results, f"{run.config.model.name}: best step {record['best']['step']}"))
-    click.echo(json.dumps({"valid": results["valid"], "test": results["test"]}))
+    click.echo(json.dumps({"valid": results["valid"], "test": results["test"], "protocols": evaluators.protocols}))
 
 
 @main.command("recommend")
-@click.option("--workdir", required=True)
-@click.option("--history", "history_path", required=True, type=click.Path(),
-              help="CSV (user,item,timestamp) or JSONL ({user, items, timestamps}) of original ids.")
-@click.option("--k", default=10, show_default=True)
-@click.option("--out", default="-", help="JSONL output file (- for stdout).")
+@click.option("--workdir", required=True, help="Run folder of stjax train.")
+@click.option("--history", "history_path", default=None, type=click.Path(),
+              help="CSV (user,item,timestamp) or JSONL ({user, items, timestamps}) of original ids; "
+                   "timestamps in seconds or ISO-8601.")
+@click.option("--users", "users", default=None, type=click.Choice(["all"]),
+              help="all: every user of the run's training log, with their whole history.")
+@click.option("--k", default=10, show_default=True, type=int)
+@click.option("--out", default="-", show_default=True, help="Output: .jsonl/.json or .parquet file, - for stdout (JSONL).")
+@click.option("--batch-size", default=1024, show_default=True, type=int, help="Users scored per step.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
 @_user_errors
-def recommend_command(workdir, history_path, k, out):
-    """Top-K items for users given by their histories (unseen users welcome)."""
-    from stjax.recommend import read_histories, recommend
+def recommend_command(workdir, history_path, users, k, out, batch_size, no_progress):
+    """Top-K items per user, streamed to --out, history items excluded (unseen users welcome)."""
+    if (history_path is None) == (users is None):
+        raise UserError("recommend: give exactly one of --history PATH or --users all")
+    if batch_size < 1:
+        raise UserError(f"--batch-size {batch_size}: expected a positive number of users")
+    from stjax.recommend import (
+        RecommendError,
+        check_k,
+        check_output,
+        histories_from_file,
+        histories_from_run,
+        recommend,
+        summary_line,
+    )
+    from stjax.train.loop import load_model
 
-    run, state, _ = _load_run(workdir)
-    vocab = json.loads((Path(workdir) / "vocab.json").read_text())
-    histories = read_histories(history_path)
-    rows, report = recommend(run, state.params, histories, vocab, k)
-    text = "".join(json.dumps(row) + "\n" for row in rows)
-    if out == "-":
-        click.echo(text, nl=False)
-    else:
-        Path(out).write_text(text)
-    err_console.print(f"{len(rows)} users; history items unknown to the model and skipped: "
-                      f"{report['unknown_items']}", highlight=False)
+    path = _run_folder(workdir)
+    try:
+        check_k(k, int(json.loads((path / "run.json").read_text())["info"]["num_items"]))
+        check_output(out)
+        vocab = json.loads((path / "vocab.json").read_text())
+        histories = histories_from_file(history_path, vocab) if history_path else histories_from_run(path, vocab)
+        model, _ = load_model(path)
+        summary = recommend(model, histories, vocab["items"], k, out, batch_size,
+                            progress=not no_progress and sys.stderr.isatty())
+    except RecommendError as err:
+        raise UserError(str(err)) from None
+    err_console.print(summary_line(summary), highlight=False)
 
 
 if __name__ == "__main__":

@@ -150,23 +150,51 @@ def from_json(text: str) -> ml_collections.ConfigDict:
 
 
 def base_config(model: str, source: str = "synthetic") -> ml_collections.ConfigDict:
-    """Every field a run reads, with defaults; experiments change what they need."""
+    """Every field a run reads, with its default (the only place defaults live); experiments
+    change what they need. The model's fields come from its `default_config()`, and
+    `train.groups` has one entry per parameter group of the model."""
     from stjax.models import get
 
+    spec = get(model)
     config = ml_collections.ConfigDict()
     config.seed = 42
     config.data = ml_collections.ConfigDict(dict(
-        source=source, data_dir="data", format="", dedup=False, user_k=0, item_k=0, min_length=0,
-        split="leave_one_out", max_length=50, window="last", synthetic_users=1000, synthetic_items=1000,
-        synthetic_events=100_000))
-    config.model = get(model).default_config()
+        # Where events come from: 'synthetic', 'ml-100k', 'ml-1m' or a path (format and columns,
+        # e.g. "user=uid,item=iid,timestamp=ts", as for `stjax data validate`).
+        source=source, data_dir="data", format="", columns="",
+        # Cleaning and split (split: leave_one_out, temporal or held_out_users; the fractions are
+        # those of the temporal and held-out-user splits; seed draws held-out users, fold-in and
+        # synthetic data).
+        dedup=False, user_k=0, item_k=0, min_length=0, split="leave_one_out", valid_fraction=0.1,
+        test_fraction=0.1, seed=0,
+        # Batches: sequence windows (window: last or all), bags (max_bag: 0 = no cap), pairs.
+        max_length=50, window="last", max_bag=0, num_negatives=1,
+        # Evaluation rows: at most max_targets targets per user (0 = all); fold-in input share.
+        max_targets=0, fold_in_fraction=0.8,
+        # Arrow's system allocator and heap trimming between stages (large logs).
+        low_memory=True,
+        synthetic_users=1000, synthetic_items=1000, synthetic_events=100_000))
+    config.model = spec.default_config()
     config.train = ml_collections.ConfigDict(dict(
         batch_size=256, num_epochs=200, num_steps=0, optimizer="adam", learning_rate=1e-3, warmup_steps=100,
         schedule="cosine", final_lr_ratio=0.1, weight_decay=0.0, clip_norm=5.0, log_every=50, eval_every=0,
-        eval_every_epochs=10, patience=5, keep_checkpoints=2, async_checkpoints=True, num_devices=0))
+        eval_every_epochs=10, patience=5, keep_checkpoints=2, async_checkpoints=True,
+        # Mesh: num_devices (0 = all) split into data x model_parallel; the logical axis names of
+        # the layers map to mesh axes by these rules (unlisted names are replicated).
+        num_devices=0, model_parallel=1,
+        # Item tables get a multiple of lcm(model_parallel, item_rows_multiple) rows, so that a
+        # checkpoint restores on any mesh whose model axis divides that number.
+        item_rows_multiple=1,
+        logical_axis_rules=(("batch", "data"), ("vocab", "model"))))
+    # One optimizer per parameter group: learning_rate 0 = train.learning_rate; every = k applies
+    # the group's update on one step in k (k discriminator steps per generator step: every=k on
+    # the generator).
+    config.train.groups = ml_collections.ConfigDict(
+        {group: ml_collections.ConfigDict(dict(learning_rate=0.0, every=1)) for group in spec.groups})
     config.eval = ml_collections.ConfigDict(dict(
-        ks=(5, 10, 20), metric="ndcg@10", batch_size=256, max_score_block=4_000_000, mode="full",
-        num_negatives=100, negative_sampling="uniform"))
+        # ranking: the split's validation/test users (full or sampled mode); fold_in: held-out users.
+        evaluators=("ranking",), ks=(5, 10, 20), metric="ndcg@10", batch_size=256, max_score_block=4_000_000,
+        mode="full", num_negatives=100, negative_sampling="uniform"))
     return config
 
 

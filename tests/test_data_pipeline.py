@@ -102,9 +102,9 @@ def test_sequences_padding_and_targets_exact():
     np.testing.assert_array_equal(data.train["targets"], [[0, 0, b, c, d]])
     np.testing.assert_array_equal(data.train["timestamps"], [[0, 0, 0, 10, 20]])
     np.testing.assert_array_equal(data.valid["items"], [[0, a, b, c, d]])
-    np.testing.assert_array_equal(data.valid["targets"], [e])
+    np.testing.assert_array_equal(data.valid["targets"], [[e]])
     np.testing.assert_array_equal(data.test["items"], [[a, b, c, d, e]])
-    np.testing.assert_array_equal(data.test["targets"], [f])
+    np.testing.assert_array_equal(data.test["targets"], [[f]])
     assert sorted(data.test["exclude"][0].tolist()) == [a, b, c, d, e]
 
 

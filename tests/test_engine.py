@@ -40,7 +40,8 @@ def test_one_compile_each_and_results_file(reference_run):
     assert results["timings"]["eval_step_compiles"] == 1
     on_disk = json.loads((workdir / "results.json").read_text())
     assert set(on_disk) >= {"valid", "test", "config", "timings"}
-    assert on_disk["test"]["protocol"] == "full ranking"
+    assert on_disk["protocols"] == {"ranking": "ranking: full ranking, one target per user"}
+    assert all(isinstance(value, (int, float)) for value in on_disk["test"].values())  # numbers only
     lines = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert [line["step"] for line in lines if "eval" in line] == list(range(4, 33, 4))
     assert any((workdir / "tb").iterdir())
@@ -58,7 +59,7 @@ def test_kill_and_resume_matches_uninterrupted(reference_run, tmp_path):
                *OVERRIDES]
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
-    last = tmp_path / "checkpoints" / "last"
+    last = tmp_path / "checkpoints"
     deadline = time.time() + 240
     try:
         while time.time() < deadline:
@@ -87,6 +88,7 @@ def test_evaluate_equals_results(reference_run):
     assert output.exit_code == 0, output.output
     recomputed = json.loads(output.output.strip().splitlines()[-1])
     assert recomputed["valid"] == results["valid"] and recomputed["test"] == results["test"]
+    assert recomputed["protocols"] == results["protocols"]
 
 
 def test_recommend_for_unseen_user(reference_run, tmp_path):
@@ -201,9 +203,9 @@ def test_train_metrics_are_fetched_one_step_late(tmp_path, monkeypatch):
     def recording_make_train_step(*args, **kwargs):
         step = make_step(*args, **kwargs)
 
-        def dispatch(state, batch):
+        def dispatch(state, batch, context):
             events.append("dispatch")
-            return step(state, batch)
+            return step(state, batch, context)
 
         dispatch._cache_size = step._cache_size
         return dispatch

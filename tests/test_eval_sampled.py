@@ -28,11 +28,13 @@ def test_sampled_mode_is_labelled_and_easier_than_full_ranking():
     params["item_bias"] = jnp.log(jnp.asarray(popularity, jnp.float32) + 1.0)
     with config.unlocked():
         config.eval.num_negatives = 20
-        full = Evaluator(run.spec, run.module, run.prepared.sequences, config.eval).evaluate(params, "test")
+        full_evaluator = Evaluator(run.spec, run.module, run.prepared.sequences, config.eval)
+        full = full_evaluator.evaluate(params, "test")
         config.eval.mode = "sampled"
-        sampled = Evaluator(run.spec, run.module, run.prepared.sequences, config.eval, popularity).evaluate(params, "test")
-    assert sampled["protocol"] == "sampled: 20 uniform negatives"
-    assert full["protocol"] == "full ranking"
+        sampled_evaluator = Evaluator(run.spec, run.module, run.prepared.sequences, config.eval, popularity)
+        sampled = sampled_evaluator.evaluate(params, "test")
+    assert sampled_evaluator.description == "ranking: sampled, 20 uniform negatives, one target per user"
+    assert full_evaluator.description == "ranking: full ranking, one target per user"
     assert sampled["hr@10"] >= full["hr@10"]
 
 

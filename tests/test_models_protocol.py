@@ -1,4 +1,5 @@
-"""Every registered model: init -> train steps (a tiny batch overfits) -> scores [B, I+1]; jit == eager."""
+"""Every registered model through the one interface: init -> train steps (a tiny batch overfits)
+-> scores [B, W >= I+1] -> jit == eager -> user vectors; same seed, same first losses."""
 
 import jax
 import jax.numpy as jnp
@@ -7,50 +8,82 @@ import pytest
 
 from stjax import models
 from stjax.config import base_config, tiny
+from stjax.models.shared import mask_non_items
 from stjax.train.loop import build_run
 from stjax.train.state import make_train_step
 
 
+def _run(name, **train):
+    config = tiny(base_config(name))
+    with config.unlocked():
+        for key, value in train.items():
+            config.train[key] = value
+    return config, build_run(config, log=lambda m: None)
+
+
 @pytest.mark.parametrize("name", sorted(models.REGISTRY))
 def test_model_protocol(name):
-    config = tiny(base_config(name))
     # A bias-only model moves at most ~lr per Adam step: its experiments use 5e-2 too.
-    config.train.learning_rate = 5e-2 if name == "popularity" else 2e-2
-    run = build_run(config, log=lambda m: None)
-    step = make_train_step(run.spec, run.module, run.tx, config.model, 0, run.mesh)
-    batch = {k: jnp.asarray(v) for k, v in run.iterator.batch(0, 0).items()}
+    config, run = _run(name, learning_rate=5e-2 if name == "popularity" else 2e-2)
+    step = make_train_step(run.spec, run.module, run.tx, config.model, 0, run.shardings)
+    batch = jax.device_put(run.iterator.batch(0, 0), run.shardings.batch)
     state = run.state
     losses = []
     for _ in range(30):
-        state, metrics = step(state, batch)
+        state, metrics = step(state, batch, run.context)
         losses.append(float(metrics["loss"]))
     assert np.isfinite(losses).all()
     assert losses[-1] < losses[0] * 0.95, losses
     assert step._cache_size() == 1
     examples = run.prepared.sequences.test
     eval_batch = {k: jnp.asarray(v[:5]) for k, v in examples.items()}
-    params = {"params": state.params}
-    scores = run.spec.score(run.module, params, eval_batch)
-    assert scores.shape == (5, run.prepared.sequences.num_items + 1)
-    assert np.isneginf(np.asarray(scores[:, 0])).all()
-    jitted = jax.jit(lambda p, b: run.spec.score(run.module, p, b))(params, eval_batch)
+    variables = {"params": state.params}
+    scoring = run.spec.prepare_scoring(run.module, variables, context=run.context)
+    scores = run.spec.score(run.module, variables, eval_batch, context=run.context, scoring=scoring)
+    assert scores.shape[0] == 5 and scores.shape[1] >= run.info.num_items + 1
+    masked = np.asarray(mask_non_items(scores, run.info.num_items))
+    assert np.isneginf(masked[:, 0]).all() and np.isfinite(masked[:, 1:run.info.num_items + 1]).all()
+    jitted = jax.jit(lambda p, b: run.spec.score(run.module, p, b, context=run.context, scoring=scoring))(
+        variables, eval_batch)
     np.testing.assert_allclose(np.asarray(jitted)[:, 1:], np.asarray(scores)[:, 1:], rtol=1e-4, atol=1e-4)
+    if run.spec.encode is not None:
+        vectors = run.spec.encode(run.module, variables, eval_batch, context=run.context, scoring=scoring)
+        assert vectors.shape[0] == 5 and vectors.ndim == 2 and np.isfinite(np.asarray(vectors)).all()
 
 
-def test_same_seed_same_init_and_loss():
-    config = tiny(base_config("sasrec"))
-    a = build_run(config, log=lambda m: None)
-    b = build_run(config, log=lambda m: None)
-    for x, y in zip(jax.tree_util.tree_leaves(a.state.params), jax.tree_util.tree_leaves(b.state.params)):
+def test_same_seed_same_init_and_first_losses():
+    runs = [_run("sasrec")[1] for _ in range(2)]
+    for x, y in zip(jax.tree_util.tree_leaves(runs[0].state.params), jax.tree_util.tree_leaves(runs[1].state.params)):
         np.testing.assert_array_equal(x, y)
+    trajectories = []
+    for run in runs:
+        step = make_train_step(run.spec, run.module, run.tx, run.config.model, int(run.config.seed), run.shardings)
+        state, losses = run.state, []
+        for index in range(3):
+            state, metrics = step(state, jax.device_put(run.iterator.batch(0, index), run.shardings.batch), run.context)
+            losses.append(float(metrics["loss"]))
+        trajectories.append(losses)
+    assert trajectories[0] == trajectories[1]
+    assert len(set(trajectories[0])) == 3  # the steps really train (dropout and data differ per step)
 
 
 def test_sasrec_last_only_score_equals_full_forward():
-    config = tiny(base_config("sasrec"))
-    run = build_run(config, log=lambda m: None)
+    _, run = _run("sasrec")
     batch = {k: jnp.asarray(v[:7]) for k, v in run.prepared.sequences.test.items()}
-    params = {"params": run.state.params}
-    hidden = run.module.apply(params, batch["items"], batch["timestamps"])[:, -1]
-    full = run.module.apply(params, hidden, method="logits")
-    np.testing.assert_allclose(np.asarray(run.spec.score(run.module, params, batch))[:, 1:],
+    variables = {"params": run.state.params}
+    hidden = run.module.apply(variables, batch["items"], batch["timestamps"])[:, -1]
+    full = run.module.apply(variables, hidden, method="logits")
+    np.testing.assert_allclose(np.asarray(run.spec.score(run.module, variables, batch))[:, 1:],
                                np.asarray(full)[:, 1:], rtol=1e-4, atol=1e-4)
+
+
+def test_a_model_file_registers_itself():
+    """Every file of stjax/models/ that defines SPEC is registered under its name (no second file)."""
+    import importlib
+    import pkgutil
+
+    files = [m.name for m in pkgutil.iter_modules(models.__path__) if m.name not in ("base", "shared")]
+    assert len(files) >= 6
+    for name in files:
+        spec = importlib.import_module(f"stjax.models.{name}").SPEC
+        assert models.REGISTRY[spec.name] is spec

@@ -9,12 +9,12 @@ shapes: the last batch of an epoch is filled with padding rows whose `weights` a
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 
-from stjax.data.splits import TRAIN, Split
-from stjax.data.textio import release_memory
+from stjax.data.splits import TEST, TRAIN, VALID, Split
 
 
 class SequenceBatch(NamedTuple):
@@ -31,10 +31,12 @@ class SequenceBatch(NamedTuple):
 
 
 class EvalBatch(NamedTuple):
-    """Evaluation batch: one target per row, scored against all items.
+    """Evaluation batch: up to M targets per user, scored against all items.
 
-    users: int32[B]; items, timestamps: int32[B, T] (history); targets: int32[B];
-    target_timestamps: int32[B]; exclude: int32[B, S] items to mask (0 = none); weights: float32[B]
+    users: int32[B]; items, timestamps: int32[B, T] (the most recent history, left-padded);
+    targets: int32[B, M] (0 = none; M = 1 for leave-one-out); target_timestamps: int32[B] (time
+    of the first target); exclude: int32[B, S] history items to mask, targets excepted (0 = none);
+    bag: int32[B, L] the history as a set of items (bag-of-items models only); weights: float32[B]
     """
 
     users: np.ndarray
@@ -67,7 +69,7 @@ def _windows(values: np.ndarray, ends: np.ndarray, starts: np.ndarray, length: i
 
 @dataclasses.dataclass
 class SequenceData:
-    """Fixed-length training and evaluation examples built from a split.
+    """Fixed-length training windows and evaluation examples built from a split.
 
     train: dict of arrays with leading axis [examples]; valid / test: EvalBatch-shaped dicts.
     """
@@ -81,18 +83,25 @@ class SequenceData:
     time_origin: int
 
 
-def build_sequences(split: Split, max_length: int, window: str = "last") -> SequenceData:
+def relative_times(log) -> tuple[np.ndarray, int]:
+    """int32 seconds since the earliest event, and that origin."""
+    origin = int(log.timestamp.min()) if len(log) else 0
+    if len(log) and int(log.timestamp.max()) - origin >= 2**31:
+        raise ValueError("the log spans more than 68 years; int32 relative times would overflow")
+    return np.subtract(log.timestamp, origin, dtype=np.int64).astype(np.int32), origin
+
+
+def build_sequences(split: Split, max_length: int, window: str = "last", max_targets: int = 0,
+                    fold_in_fraction: float = 0.8, seed: int = 0, bags: bool = False) -> SequenceData:
     """Training windows of the TRAIN part and evaluation examples of VALID and TEST.
 
     window: 'last' takes each user's last max_length+1 training events (SASRec); 'all'
     covers the whole training sequence with windows that overlap by one event.
+    Evaluation: see `eval_examples` (histories before the targets) or, for a held-out-user
+    split, `fold_in_examples`. bags: also give each example its history as a `bag`.
     """
     log = split.log
-    release_memory()
-    origin = int(log.timestamp.min()) if len(log) else 0
-    if len(log) and int(log.timestamp.max()) - origin >= 2**31:
-        raise ValueError("the log spans more than 68 years; int32 relative times would overflow")
-    times = np.subtract(log.timestamp, origin, dtype=np.int64).astype(np.int32)
+    times, origin = relative_times(log)
     items = np.asarray(log.item, dtype=np.int32)
 
     # Training: windows over the train events only (they are a prefix of each user's events
@@ -122,36 +131,188 @@ def build_sequences(split: Split, max_length: int, window: str = "last") -> Sequ
         "timestamps": seq_times[:, :-1],
         "targets": np.where(seq_items[:, :-1] > 0, seq_items[:, 1:], 0).astype(np.int32),
     }
-    all_starts = _user_starts(log.user)
     data = {}
-    for name, part in (("valid", 1), ("test", 2)):
-        rows = np.flatnonzero(split.part == part)
-        history_end = rows - 1
-        has_history = history_end >= all_starts[rows]
-        rows, history_end = rows[has_history], history_end[has_history]
-        data[name] = {
-            "users": log.user[rows].astype(np.int32),
-            "items": _windows(items, history_end, all_starts[rows], max_length),
-            "timestamps": _windows(times, history_end, all_starts[rows], max_length),
-            "targets": items[rows],
-            "target_timestamps": times[rows],
-            "exclude": _exclusions(items, all_starts[rows], rows),
-        }
-    # One exclusion width for both parts: the evaluation step then compiles once.
-    width = max(data["valid"]["exclude"].shape[1], data["test"]["exclude"].shape[1])
-    for part in data.values():
-        extra = width - part["exclude"].shape[1]
-        part["exclude"] = np.pad(part["exclude"], ((0, 0), (0, extra)))
+    for name, part in (("valid", VALID), ("test", TEST)):
+        if split.method == "held_out_users":
+            data[name] = fold_in_examples(log, split.part == part, times, max_length, fold_in_fraction,
+                                          seed + part, max_targets, bags)
+        else:
+            # History: every earlier event of the user, whatever its part (RecBole's protocol).
+            data[name] = eval_examples(log, split.part == part, times, max_length, max_targets, bags)
+    # One width per field for both parts: the evaluation step then compiles once.
+    for key in ("exclude", "targets", "bag"):
+        if key in data["valid"]:
+            width = max(data["valid"][key].shape[1], data["test"][key].shape[1])
+            for examples in data.values():
+                examples[key] = np.pad(examples[key], ((0, 0), (0, width - examples[key].shape[1])))
     return SequenceData(train, data["valid"], data["test"], max_length, log.num_items, log.num_users, origin)
 
 
-def _exclusions(items: np.ndarray, starts: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Items of each target's whole history except the target item itself. -> int32[rows, S]"""
-    lengths = targets - starts
-    width = int(lengths.max(initial=1)) or 1
-    out = _windows(items, targets - 1, starts, width)
-    out = np.where(out == items[targets][:, None], 0, out)
-    return out.astype(np.int32)
+def _group_bounds(group: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For a sorted key array: (keys, start, end) of each run of equal keys."""
+    if len(group) == 0:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty
+    change = np.flatnonzero(np.diff(group)) + 1
+    start = np.concatenate([[0], change])
+    end = np.concatenate([change, [len(group)]])
+    return group[start], start, end
+
+
+def _ragged_to_padded(values: np.ndarray, start: np.ndarray, end: np.ndarray, width: int,
+                      align: str = "right") -> np.ndarray:
+    """values[start[r]:end[r]] as rows of width `width`, padded with 0. align='right' keeps the
+    last `width` entries and pads on the left (the most recent event at the end); 'left' keeps the
+    first `width` and pads on the right."""
+    lengths = np.minimum(end - start, width)
+    offsets = np.arange(width)[None, :]
+    if align == "right":
+        index = end[:, None] - width + offsets
+        valid = offsets >= width - lengths[:, None]
+    else:
+        index = start[:, None] + offsets
+        valid = offsets < lengths[:, None]
+    if len(values) == 0:
+        return np.zeros((len(start), width), values.dtype)
+    return np.where(valid, values[np.clip(index, 0, len(values) - 1)], 0)
+
+
+def _examples_from_events(log, times: np.ndarray, history: np.ndarray, target: np.ndarray, max_length: int,
+                          max_targets: int, bags: bool) -> dict:
+    """Evaluation rows from boolean event masks (log sorted by user, time): one row per user with at
+    least one history event and one target; targets are the user's distinct target items in time
+    order (the first `max_targets` when > 0)."""
+    items = np.asarray(log.item, dtype=np.int32)
+    user = log.user
+    has_target = np.zeros(len(log.user_vocab) + 1, bool)
+    has_history = np.zeros_like(has_target)
+    has_target[user[target]] = True
+    has_history[user[history]] = True
+    keep = (has_target & has_history)[user]
+    history, target = history & keep, target & keep
+
+    h_rows = np.flatnonzero(history)
+    users, h_start, h_end = _group_bounds(user[h_rows])
+    # Distinct target items per user, in order of first appearance.
+    t_rows = np.flatnonzero(target)
+    key = user[t_rows].astype(np.int64) * (log.num_items + 1) + items[t_rows]
+    _, first = np.unique(key, return_index=True)
+    t_rows = t_rows[np.sort(first)]
+    _, t_start, t_end = _group_bounds(user[t_rows])
+    width = int((t_end - t_start).max(initial=1))
+    if max_targets:
+        width = min(width, max_targets)
+    targets = _ragged_to_padded(items[t_rows], t_start, t_end, width, align="left").astype(np.int32)
+
+    h_items, h_times = items[h_rows], times[h_rows]
+    longest = int((h_end - h_start).max(initial=1))
+    history_items = _ragged_to_padded(h_items, h_start, h_end, longest)
+    # Mask history items except the row's targets (a repeated item may be recommended again).
+    row_key = np.arange(len(users), dtype=np.int64)[:, None] * (log.num_items + 1)
+    is_target = np.isin(row_key + history_items, (row_key + targets)[targets > 0])
+    exclude = np.where(is_target, 0, history_items).astype(np.int32)
+    out = {
+        "users": users.astype(np.int32),
+        "items": _ragged_to_padded(h_items, h_start, h_end, max_length).astype(np.int32),
+        "timestamps": _ragged_to_padded(h_times, h_start, h_end, max_length).astype(np.int32),
+        "targets": targets,
+        "target_timestamps": times[t_rows[t_start]].astype(np.int32),
+        "exclude": exclude,
+    }
+    if bags:
+        out["bag"] = _distinct_rows(history_items)
+    return out
+
+
+def _distinct_rows(rows: np.ndarray) -> np.ndarray:
+    """Each row's distinct nonzero values, padded with 0. int32[R, L]."""
+    ordered = np.sort(rows, axis=1)
+    duplicate = np.zeros_like(ordered, bool)
+    duplicate[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
+    ordered = -np.sort(-np.where(duplicate, 0, ordered), axis=1)  # nonzero first
+    width = int((ordered > 0).sum(axis=1).max(initial=1))
+    return ordered[:, :max(width, 1)].astype(np.int32)
+
+
+def eval_examples(log, target: np.ndarray, times: np.ndarray, max_length: int, max_targets: int = 0,
+                  bags: bool = False) -> dict:
+    """Rows for the users with events in `target` (bool[events]): the history is every event of the
+    user before its first target event; the targets are its distinct target items (leave-one-out:
+    exactly one)."""
+    position = np.arange(len(log))
+    first_target = np.full(len(log.user_vocab) + 1, len(log))
+    np.minimum.at(first_target, log.user[target], position[target])
+    history = position < first_target[log.user]
+    return _examples_from_events(log, times, history, target, max_length, max_targets, bags)
+
+
+def fold_in_examples(log, held_out: np.ndarray, times: np.ndarray, max_length: int, fraction: float = 0.8,
+                     seed: int = 0, max_targets: int = 0, bags: bool = False) -> dict:
+    """The fold-in protocol for held-out users (Liang et al., Mult-VAE, WWW 2018): a random
+    `fraction` of each held-out user's events (fixed seed) is the input, kept in time order; the
+    rest are the targets. held_out: bool[events]."""
+    rows = np.flatnonzero(held_out)
+    draws = np.random.default_rng(seed).random(len(rows))
+    _, start, end = _group_bounds(log.user[rows])
+    counts = end - start
+    # Per user: the ceil(fraction * n) events with the smallest draws are input, leaving at least
+    # one target from two events on.
+    rank = np.empty(len(rows), np.int64)
+    order = np.lexsort((draws, log.user[rows]))
+    rank[order] = np.arange(len(rows)) - np.repeat(start, counts)
+    inputs = np.minimum(np.ceil(fraction * counts).astype(np.int64), np.maximum(counts - 1, 1))
+    is_input = rank < np.repeat(inputs, counts)
+    history = np.zeros(len(log), bool)
+    target = np.zeros(len(log), bool)
+    history[rows[is_input]] = True
+    target[rows[~is_input]] = True
+    return _examples_from_events(log, times, history, target, max_length, max_targets, bags)
+
+
+def build_bags(split: Split, max_bag: int = 0) -> dict:
+    """Each user's distinct training items: users int32[U], bag int32[U, L] (0-padded), and
+    `truncated`, the count of items cut when max_bag > 0 keeps each user's most recent ones."""
+    rows = np.flatnonzero(split.part == TRAIN)
+    log = split.log
+    user, item = log.user[rows], np.asarray(log.item[rows], np.int32)
+    key = user.astype(np.int64) * (log.num_items + 1) + item
+    _, last_from_end = np.unique(key[::-1], return_index=True)
+    keep = np.sort(len(key) - 1 - last_from_end)  # the last event of each (user, item), in time order
+    users, start, end = _group_bounds(user[keep])
+    longest = int((end - start).max(initial=1))
+    width = min(longest, max_bag) if max_bag else longest
+    bag = _ragged_to_padded(item[keep], start, end, width).astype(np.int32)
+    return {"users": users.astype(np.int32), "bag": bag, "truncated": int(np.maximum(end - start - width, 0).sum())}
+
+
+def training_pairs(split: Split) -> dict:
+    """Every training event as a (user, item) pair: users, items int32[events]."""
+    rows = np.flatnonzero(split.part == TRAIN)
+    return {"users": split.log.user[rows].astype(np.int32), "items": np.asarray(split.log.item[rows], np.int32)}
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchBuilder:
+    """`make_batch(rows, rng) -> dict` builds the examples `rows` (int[b], b <= batch size) with
+    `rng`, a NumPy generator seeded by (seed, epoch, step, process): resume replays it exactly."""
+
+    num_rows: int
+    make_batch: Callable[[np.ndarray, np.random.Generator], dict]
+
+
+def take_rows(arrays: dict) -> BatchBuilder:
+    """Batches that are rows of fixed arrays (sequence windows, bags)."""
+    return BatchBuilder(len(next(iter(arrays.values()))), lambda rows, rng: {k: v[rows] for k, v in arrays.items()})
+
+
+def pairs_with_negatives(pairs: dict, num_items: int, num_negatives: int) -> BatchBuilder:
+    """(user, positive item) pairs with `num_negatives` uniform negatives from 1..I each."""
+
+    def make_batch(rows, rng):
+        return {"users": pairs["users"][rows], "items": pairs["items"][rows],
+                "negatives": rng.integers(1, num_items + 1, (len(rows), num_negatives), dtype=np.int32)}
+
+    return BatchBuilder(len(pairs["users"]), make_batch)
 
 
 @dataclasses.dataclass
@@ -163,18 +324,26 @@ class IteratorState:
 
 
 class BatchIterator:
-    """Seeded, resumable batches of fixed size over examples with a leading axis.
+    """Seeded, resumable batches of fixed size, each process building its own share.
 
-    Batch k of epoch e depends only on (seed, e, k): the order of epoch e is a permutation
-    drawn from `default_rng([seed, e])`, so restoring a saved `IteratorState` replays exactly.
+    Global batch k of epoch e is rows order_e[k*B:(k+1)*B], order_e a permutation drawn from
+    `default_rng([seed, e])`; process p of P builds the p-th of P equal slices of it (B/P rows,
+    padded with weight 0) with `default_rng([seed, e, k, p])`. So a batch depends only on
+    (seed, e, k, p) and restoring a saved `IteratorState` replays exactly.
+    source: a dict of arrays (batches are their rows) or a `BatchBuilder`.
     """
 
-    def __init__(self, arrays: dict, batch_size: int, seed: int = 0, shuffle: bool = True):
-        self.arrays = arrays
+    def __init__(self, source, batch_size: int, seed: int = 0, shuffle: bool = True, process_index: int = 0,
+                 process_count: int = 1):
+        self.builder = source if isinstance(source, BatchBuilder) else take_rows(source)
+        if batch_size % process_count:
+            raise ValueError(f"batch size {batch_size} is not divisible by {process_count} processes")
         self.batch_size = batch_size
+        self.local_batch_size = batch_size // process_count
+        self.process_index, self.process_count = process_index, process_count
         self.seed = seed
         self.shuffle = shuffle
-        self.num_examples = len(next(iter(arrays.values())))
+        self.num_examples = self.builder.num_rows
         self.steps_per_epoch = max(1, -(-self.num_examples // batch_size))
         self.state = IteratorState()
 
@@ -184,8 +353,10 @@ class BatchIterator:
         return np.random.default_rng([self.seed, epoch]).permutation(self.num_examples)
 
     def batch(self, epoch: int, step: int) -> dict:
-        index = self.order(epoch)[step * self.batch_size:(step + 1) * self.batch_size]
-        return pad_batch({k: v[index] for k, v in self.arrays.items()}, self.batch_size)
+        rows = self.order(epoch)[step * self.batch_size:(step + 1) * self.batch_size]
+        local = rows[self.process_index * self.local_batch_size:(self.process_index + 1) * self.local_batch_size]
+        rng = np.random.default_rng([self.seed, epoch, step, self.process_index])
+        return pad_batch(self.builder.make_batch(local, rng), self.local_batch_size)
 
     def __iter__(self):
         return self
@@ -224,3 +395,25 @@ def eval_batches(examples: dict, batch_size: int):
     count = len(examples["targets"])
     for start in range(0, count, batch_size):
         yield pad_batch({k: v[start:start + batch_size] for k, v in examples.items()}, batch_size)
+
+
+def sample_batch(kind: str, batch_size: int, max_length: int, max_bag: int = 1, num_negatives: int = 1) -> dict:
+    """An all-padding training batch of a kind's shapes (for `init`, which reads shapes only)."""
+    zeros = {"users": np.zeros(batch_size, np.int32), "weights": np.zeros(batch_size, np.float32)}
+    if kind == "sequence":
+        window = np.zeros((batch_size, max_length), np.int32)
+        return zeros | {"items": window, "timestamps": window.copy(), "targets": window.copy()}
+    if kind == "bag":
+        return zeros | {"bag": np.zeros((batch_size, max(1, max_bag)), np.int32)}
+    if kind == "pairs":
+        return zeros | {"items": np.zeros(batch_size, np.int32),
+                        "negatives": np.zeros((batch_size, num_negatives), np.int32)}
+    raise ValueError(f"no sample batch for batch kind {kind!r}")
+
+
+def user_histories(log, times: np.ndarray) -> dict:
+    """Every user's events in time order as flat arrays: offsets int64[U+2] (user u's events are
+    offsets[u]:offsets[u+1]), items int32[E], timestamps int32[E] (relative). Log sorted by user."""
+    counts = np.bincount(log.user, minlength=len(log.user_vocab) + 1)
+    return {"offsets": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+            "items": np.asarray(log.item, np.int32), "timestamps": np.asarray(times, np.int32)}

@@ -10,7 +10,6 @@ import numpy as np
 
 from stjax.data.errors import RepairReport
 from stjax.data.table import InteractionLog
-from stjax.data.textio import release_memory
 
 
 def deduplicate(log: InteractionLog, report: RepairReport | None = None,
@@ -57,6 +56,4 @@ def preprocess(log: InteractionLog, *, dedup: bool = False, user_k: int = 0, ite
         log = k_core(log, user_k, item_k, report)
     if min_length:
         log = min_history(log, min_length, report)
-    log = log.compact().sort_by_user_time()
-    release_memory()
-    return log
+    return log.compact().sort_by_user_time()

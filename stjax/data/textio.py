@@ -20,13 +20,25 @@ import pyarrow.csv as pacsv
 
 from stjax.data.errors import DataError, Issue
 
-# mimalloc (Arrow's default pool) keeps freed pages; on 25M-row tables that doubles the
-# resident memory. The system allocator returns them.
-pa.set_memory_pool(pa.system_memory_pool())
+_LOW_MEMORY = {"enabled": False}
+
+
+def set_low_memory(enabled: bool) -> None:
+    """Process-wide memory mode of the data layer; nothing changes it at import.
+
+    On: Arrow uses the system allocator (mimalloc, its default pool, keeps freed pages; on
+    25M-row tables that doubles the resident memory) and `release_memory` hands freed heap
+    pages back to the OS between stages. `prepare` sets it from `data.low_memory`.
+    """
+    _LOW_MEMORY["enabled"] = bool(enabled)
+    pa.set_memory_pool(pa.system_memory_pool() if enabled else pa.default_memory_pool())
 
 
 def release_memory() -> None:
-    """Returns freed heap pages to the OS (glibc keeps them otherwise); a no-op elsewhere."""
+    """Returns freed heap pages to the OS (glibc keeps them otherwise) in low-memory mode; a no-op
+    otherwise and on other C libraries."""
+    if not _LOW_MEMORY["enabled"]:
+        return
     try:
         import ctypes
 

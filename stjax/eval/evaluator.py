@@ -1,8 +1,12 @@
-"""Full-ranking (and labelled sampled-negative) evaluation on the device.
+"""Evaluators listed in the config (`eval.evaluators`), run on the device, shared by every model.
 
-Users go in fixed-size batches (the score block is batch x (I+1) floats and never larger
-than `max_score_block`); already-seen history items are masked except the target; the
-per-row metrics are summed on the device and fetched once at the end.
+`ranking`: the split's validation/test users, each with its history and up to M targets, in
+full-ranking mode (every item is a candidate) or labelled sampled mode (M = 1). `fold_in`: the
+same metrics for held-out users, whose input is 80% of their events (see `fold_in_examples`).
+Users go in fixed-size batches split over the mesh axis `data` (the score block is batch x W x M
+and never larger than `max_score_block`); history items are masked except the targets; per-row
+metrics are summed on the device and fetched once at the end. `prepare_scoring` runs once per
+evaluation, not per batch.
 """
 
 from __future__ import annotations
@@ -12,32 +16,42 @@ import jax.numpy as jnp
 import numpy as np
 
 from stjax.data.batching import eval_batches
-from stjax.eval.metrics import mask_scores, rank_metrics, target_rank
+from stjax.eval.metrics import mask_scores, rank_metrics, target_ranks
+from stjax.models.shared import mask_non_items
+
+EVALUATORS = ("ranking", "fold_in")
 
 
-def eval_batch_size(config, num_items: int) -> int:
+class EvaluationError(ValueError):
+    """An evaluator that cannot run on this data or config (a user error)."""
+
+
+def eval_batch_size(config, width: int, targets: int = 1, multiple: int = 1) -> int:
+    """Rows per batch: eval.batch_size, lowered so that rows x width x targets <= max_score_block,
+    and a multiple of the data-parallel devices."""
     size = int(config.batch_size)
     block = int(config.get("max_score_block", 0) or 0)
     if block:
-        size = max(1, min(size, block // (num_items + 1)))
-    return size
+        size = max(1, min(size, block // (width * max(1, targets))))
+    return max(multiple, size // multiple * multiple)
 
 
-def make_eval_step(spec, module, ks, mode: str = "full"):
-    """jit-compiled (params, batch) -> dict of summed metrics; one compile per run."""
+def make_eval_step(spec, module, ks, num_items: int, mode: str = "full"):
+    """jit-compiled (params, batch, context, scoring) -> dict of summed metrics; one compile per run."""
 
-    def step(params, batch):
-        scores = spec.score(module, params, batch).astype(jnp.float32)
+    def step(params, batch, context, scoring):
+        scores = spec.score(module, {"params": params}, batch, context=context, scoring=scoring)
+        scores = mask_non_items(scores.astype(jnp.float32), num_items)
+        targets = batch["targets"]
         if mode == "full":
-            scores = mask_scores(scores, batch["exclude"])
-            ranks = target_rank(scores, batch["targets"])
+            ranks = target_ranks(mask_scores(scores, batch["exclude"]), targets)
         else:
-            candidates = jnp.concatenate([batch["targets"][:, None], batch["negatives"]], axis=1)
+            candidates = jnp.concatenate([targets[:, :1], batch["negatives"]], axis=1)
             candidate_scores = jnp.take_along_axis(scores, candidates, axis=1)
-            target_score = candidate_scores[:, :1]
             # Ties: the target ranks behind negatives with the same score (pessimistic).
-            ranks = jnp.sum(candidate_scores[:, 1:] >= target_score, axis=1)
-        per_row = rank_metrics(ranks, ks)
+            ranks = jnp.sum(candidate_scores[:, 1:] >= candidate_scores[:, :1], axis=1)[:, None]
+            targets = targets[:, :1]
+        per_row = rank_metrics(ranks, targets > 0, ks)
         weights = batch["weights"]
         return {name: jnp.sum(values * weights) for name, values in per_row.items()} | {"count": jnp.sum(weights)}
 
@@ -46,15 +60,16 @@ def make_eval_step(spec, module, ks, mode: str = "full"):
 
 def sample_negatives(examples: dict, num_items: int, count: int, strategy: str, popularity: np.ndarray | None,
                      seed: int) -> np.ndarray:
-    """count negatives per row, never the target or a history item; int32[rows, count]."""
+    """count negatives per row, never a target or a history item; int32[rows, count]."""
     rng = np.random.default_rng(seed)
-    rows = len(examples["targets"])
+    targets = np.asarray(examples["targets"]).reshape(len(examples["targets"]), -1)
+    rows = len(targets)
     out = np.zeros((rows, count), np.int32)
     if strategy == "popularity":
-        p = popularity[1:].astype(np.float64)
+        p = popularity[1:num_items + 1].astype(np.float64)
         p = p / p.sum()
     for row in range(rows):
-        seen = set(examples["exclude"][row].tolist()) | {int(examples["targets"][row]), 0}
+        seen = set(examples["exclude"][row].tolist()) | set(targets[row].tolist()) | {0}
         chosen: list[int] = []
         if num_items + 1 - len(seen) <= 2 * count:
             # Few items left: take them all in random order; missing slots stay 0 (padding,
@@ -77,36 +92,81 @@ def sample_negatives(examples: dict, num_items: int, count: int, strategy: str, 
 
 
 class Evaluator:
-    """Evaluates one model on the valid or test examples of a `SequenceData`."""
+    """Ranking metrics of one model on the valid or test examples (`SequenceData.valid/test`).
 
-    def __init__(self, spec, module, sequences, config, popularity: np.ndarray | None = None, seed: int = 0):
-        self.config = config
+    shardings: a `stjax.train.state.Shardings` (batches along `data`); None = default device.
+    """
+
+    def __init__(self, spec, module, sequences, config, popularity: np.ndarray | None = None, seed: int = 0,
+                 shardings=None, width: int | None = None, name: str = "ranking"):
+        self.spec, self.module, self.config, self.name = spec, module, config, name
         self.ks = tuple(int(k) for k in config.ks)
         self.mode = config.get("mode", "full")
         self.num_items = sequences.num_items
-        self.batch_size = eval_batch_size(config, self.num_items)
         self.examples = {"valid": dict(sequences.valid), "test": dict(sequences.test)}
+        self.max_targets = max(self.examples["valid"]["targets"].shape[1], self.examples["test"]["targets"].shape[1])
         if self.mode == "sampled":
+            if self.max_targets > 1:
+                raise EvaluationError(f"eval.mode=sampled ranks one target among sampled negatives, but the split "
+                                      f"gives up to {self.max_targets} targets per user; use eval.mode=full")
             for index, part in enumerate(("valid", "test")):
                 self.examples[part]["negatives"] = sample_negatives(
                     self.examples[part], self.num_items, int(config.num_negatives), config.negative_sampling,
                     popularity, seed + index)
-        self.step = make_eval_step(spec, module, self.ks, self.mode)
+        self.shardings = shardings
+        multiple = shardings.mesh.shape["data"] if shardings is not None else 1
+        self.batch_size = eval_batch_size(config, width or self.num_items + 1, self.max_targets, multiple)
+        self.step = make_eval_step(spec, module, self.ks, self.num_items, self.mode)
 
-    def evaluate(self, params, part: str) -> dict[str, float]:
+    @property
+    def description(self) -> str:
+        targets = "one target per user" if self.max_targets == 1 else f"up to {self.max_targets} targets per user"
+        if self.mode == "sampled":
+            return (f"{self.name}: sampled, {self.config.num_negatives} {self.config.negative_sampling} negatives, "
+                    f"{targets}")
+        return f"{self.name}: full ranking, {targets}"
+
+    def evaluate(self, params, part: str, context=None, scoring=None) -> dict[str, float]:
+        context = {} if context is None else context
         totals = None
         for batch in eval_batches(self.examples[part], self.batch_size):
-            batch = {k: jnp.asarray(v) for k, v in batch.items()}
-            result = self.step({"params": params}, batch)
+            batch = jax.device_put(batch, self.shardings.batch) if self.shardings is not None else \
+                {k: jnp.asarray(v) for k, v in batch.items()}
+            result = self.step(params, batch, context, scoring)
             totals = result if totals is None else jax.tree_util.tree_map(jnp.add, totals, result)
         if totals is None:
             return {}
         totals = jax.device_get(totals)
         count = float(totals.pop("count"))
         metrics = {name: float(value) / max(count, 1.0) for name, value in totals.items()}
-        metrics["num_targets"] = int(count)
-        if self.mode == "sampled":
-            metrics["protocol"] = f"sampled: {self.config.num_negatives} {self.config.negative_sampling} negatives"
-        else:
-            metrics["protocol"] = "full ranking"
+        metrics["num_users"] = int(count)
+        return metrics
+
+
+class Evaluators:
+    """The evaluators of `eval.evaluators`, run together: `prepare_scoring` once, then each one.
+
+    Metric names of the first evaluator are plain (`ndcg@10`); later ones are prefixed (`fold_in/ndcg@10`).
+    """
+
+    def __init__(self, evaluators: list[Evaluator], spec, module):
+        self.evaluators, self.spec, self.module = evaluators, spec, module
+        self._prepare = jax.jit(lambda params, context: spec.prepare_scoring(
+            module, {"params": params}, context=context))
+
+    @property
+    def protocols(self) -> dict[str, str]:
+        return {evaluator.name: evaluator.description for evaluator in self.evaluators}
+
+    @property
+    def step_compiles(self) -> int:
+        return sum(evaluator.step._cache_size() for evaluator in self.evaluators)
+
+    def evaluate(self, params, part: str, context=None) -> dict[str, float]:
+        context = {} if context is None else context
+        scoring = self._prepare(params, context)
+        metrics = {}
+        for index, evaluator in enumerate(self.evaluators):
+            prefix = "" if index == 0 else f"{evaluator.name}/"
+            metrics |= {prefix + name: value for name, value in evaluator.evaluate(params, part, context, scoring).items()}
         return metrics

@@ -1,6 +1,26 @@
-"""Registered models, one file each, all behind `ModelSpec` (see base.py)."""
+"""Registered models: every module of this package that defines `SPEC = ModelSpec(...)`.
 
-from stjax.models import bert4rec, gru4rec, lstm, popularity, sasrec, tisasrec  # noqa: F401
-from stjax.models.base import REGISTRY, ModelSpec, get, register
+Adding a model is adding one file here; `shared.py` holds what several models use.
+"""
 
-__all__ = ["REGISTRY", "ModelSpec", "get", "register"]
+import importlib
+import pkgutil
+
+from stjax.models.base import REGISTRY, DataInfo, ModelSpec, get, register
+
+_NOT_MODELS = {"base", "shared"}
+
+
+def _discover() -> None:
+    for found in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if found.name in _NOT_MODELS or found.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{found.name}")
+        spec = getattr(module, "SPEC", None)
+        if isinstance(spec, ModelSpec):
+            register(spec)
+
+
+_discover()
+
+__all__ = ["REGISTRY", "DataInfo", "ModelSpec", "get", "register"]

@@ -1,102 +1,136 @@
-"""The one model interface and shared pieces (losses over the catalogue, the registry).
+"""The one model interface: `DataInfo` (what the data says), `ModelSpec` (what a model does), the registry.
 
-A model is a `ModelSpec`: its default config, a factory for its Flax module, a loss on a
-training batch and a score over ALL items for an evaluation batch. Batches are dicts of
-arrays with the fields of `stjax.data.SequenceBatch` / `EvalBatch`. Item 0 is padding: it
-is never a class and its score is -inf.
+A model is one file in `stjax/models/` that defines `SPEC = ModelSpec(...)`; the package finds it
+(no second file to edit). The engine calls only the functions below, always with keywords:
+
+  make(config, info) -> nn.Module
+  init(module, rng, batch, context=...) -> variables        (boxed logical axes allowed)
+  losses(module, variables, batch, rng=..., step=..., context=..., config=...) -> ({group: loss}, aux)
+  prepare_scoring(module, variables, context=...) -> scoring  (once per evaluation / recommend pass)
+  score(module, variables, batch, context=..., scoring=...) -> float[B, W]   (W >= I+1)
+  encode(module, variables, batch, context=..., scoring=...) -> float[B, D]  (user vectors)
+
+`batch` holds the fields of the model's `batch_kind` (see `stjax.data.batching`); `context` is
+the run-wide pytree from `make_context(prepared, info, config)` (graphs, features; {} for most);
+`aux` holds scalars to log (`aux["targets"]`, a count, is summed; the rest are averaged). Item 0
+is padding and columns above I (rows added to shard the item table) are never items: the engine
+masks them, so a score may leave them as they come.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
-import jax
-import jax.numpy as jnp
 import ml_collections
 
-Array = jax.Array
+BATCH_KINDS = ("sequence", "bag", "pairs", "temporal_neighbours")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataInfo:
+    """Sizes a model is built from; saved in the run folder (run.json) so that `evaluate` and
+    `recommend` can rebuild the model without the data.
+
+    item_shards: the item table is sharded by rows over this many devices, so its row count is
+    padded up to a multiple of it (`table_rows`). feature_sizes: sorted (name, size) pairs.
+    """
+
+    num_users: int
+    num_items: int
+    max_length: int
+    item_shards: int = 1
+    max_bag: int = 0
+    feature_sizes: tuple[tuple[str, int], ...] = ()
+
+    def table_rows(self, extra: int = 0) -> int:
+        """Rows of an item table: padding row 0, the I items, `extra` special rows, padded to the shards."""
+        rows = self.num_items + 1 + extra
+        return -(-rows // self.item_shards) * self.item_shards
+
+    @property
+    def item_rows(self) -> int:
+        return self.table_rows()
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self) | {"feature_sizes": [list(pair) for pair in self.feature_sizes]}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> DataInfo:
+        values = dict(values)
+        values["feature_sizes"] = tuple(tuple(pair) for pair in values.get("feature_sizes", ()))
+        return cls(**values)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+
+def sequence_init(module, rng, batch, *, context=None):
+    """Default init: the module's __call__(items, timestamps) on a training batch."""
+    return module.init(rng, batch["items"], batch["timestamps"])
+
+
+def no_scoring(module, variables, *, context=None):
+    """Default prepare_scoring: nothing to precompute."""
+    return None
+
+
+def no_context(prepared, info, config):
+    """Default make_context: no run-wide arrays."""
+    return {}
+
+
+def first_key_group(path: tuple[str, ...]) -> str:
+    """Default parameter grouping for several groups: the name of the top-level submodule."""
+    return path[0]
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-    """name; default_config() -> ConfigDict; make(config, num_items, max_length) -> nn.Module;
-    loss(module, params, batch, rng, config) -> (scalar, aux dict); score(module, params, batch) -> float[B, I+1]."""
+    """Everything the engine knows of a model. See the module docstring for the signatures.
+
+    groups: parameter groups, each with its own optimizer (learning rate, update period) in
+    `train.groups`; `group_of(path)` names the group of a parameter from its path of keys.
+    trainable=False: a model with nothing to learn (the engine still runs its loss once).
+    """
 
     name: str
     default_config: Callable[[], ml_collections.ConfigDict]
     make: Callable[..., nn.Module]
-    loss: Callable
-    score: Callable
+    losses: Callable[..., tuple[dict, dict]]
+    score: Callable[..., Any]
+    batch_kind: str = "sequence"
+    groups: tuple[str, ...] = ("model",)
+    group_of: Callable[[tuple[str, ...]], str] = first_key_group
+    init: Callable[..., Any] = sequence_init
+    prepare_scoring: Callable[..., Any] = no_scoring
+    encode: Callable[..., Any] | None = None
+    make_context: Callable[..., Any] = no_context
     trainable: bool = True
+
+    def __post_init__(self):
+        if self.batch_kind not in BATCH_KINDS:
+            raise ValueError(f"model {self.name}: batch_kind {self.batch_kind!r} is not one of {BATCH_KINDS}")
+        if not self.groups:
+            raise ValueError(f"model {self.name}: at least one parameter group")
 
 
 REGISTRY: dict[str, ModelSpec] = {}
 
 
-def item_embedding(rows: int, hidden: int) -> nn.Embed:
-    """The item table every model shares: N(0, 0.02) rows, logical axes ('vocab', 'embed') so the
-    distributed work can shard it by rows. Row 0 is padding (BERT4Rec adds a mask row at the end)."""
-    return nn.Embed(rows, hidden,
-                    embedding_init=nn.with_logical_partitioning(nn.initializers.normal(0.02), ("vocab", "embed")))
-
-
-class TiedItemOutput:
-    """Mixin for modules with an `item_embedding` table: scores are dot products with it."""
-
-    def logits(self, hidden):
-        """hidden: float[..., D] -> float[..., I+1]."""
-        return self.item_embedding.attend(hidden)
-
-    def embeddings(self):
-        return self.item_embedding.embedding
-
-
 def register(spec: ModelSpec) -> ModelSpec:
+    """Adds a model defined outside `stjax/models/` (files inside are found by themselves)."""
+    if spec.name in REGISTRY and REGISTRY[spec.name] is not spec:
+        raise ValueError(f"two models are named {spec.name!r}")
     REGISTRY[spec.name] = spec
     return spec
 
 
-def mask_padding_logits(logits: Array) -> Array:
-    """Item 0 (padding) can never be predicted."""
-    return logits.at[..., 0].set(-jnp.inf)
-
-
-def full_softmax_loss(logits: Array, targets: Array, weights: Array) -> tuple[Array, Array]:
-    """Cross-entropy over the whole catalogue at every position with a target.
-
-    logits: float[B, T, I+1]; targets: int32[B, T] (0 = no target); weights: float[B].
-    Returns (mean loss over targets, number of targets).
-    """
-    logits = mask_padding_logits(logits.astype(jnp.float32))
-    log_norm = jax.nn.logsumexp(logits, axis=-1)
-    target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
-    valid = (targets > 0) * weights[:, None]
-    # Padding targets (0) have logit -inf: mask before multiplying so that no inf * 0 appears.
-    per_position = jnp.where(valid > 0, log_norm - target_logit, 0.0)
-    count = valid.sum()
-    return jnp.sum(per_position * valid) / jnp.maximum(count, 1.0), count
-
-
-def sampled_bce_loss(hidden: Array, item_embeddings: Array, targets: Array, weights: Array, rng: Array,
-                     num_items: int) -> tuple[Array, Array]:
-    """SASRec's original loss: binary cross-entropy of the target vs one uniform negative.
-
-    hidden: float[B, T, D]; item_embeddings: float[I+1, D]. Negatives are drawn from 1..I
-    (a collision with the target is rare and, as in the paper, not re-drawn).
-    """
-    negatives = jax.random.randint(rng, targets.shape, 1, num_items + 1)
-    positive = jnp.sum(hidden * item_embeddings[targets], -1).astype(jnp.float32)
-    negative = jnp.sum(hidden * item_embeddings[negatives], -1).astype(jnp.float32)
-    per_position = jax.nn.softplus(-positive) + jax.nn.softplus(negative)
-    valid = (targets > 0) * weights[:, None]
-    count = valid.sum()
-    return jnp.sum(per_position * valid) / jnp.maximum(count, 1.0), count
-
-
 def get(name: str) -> ModelSpec:
-    from stjax import models  # noqa: F401  (registers every model)
+    from stjax import models  # noqa: F401  (finds every model file)
 
     if name not in REGISTRY:
         raise KeyError(f"unknown model {name!r}; registered: {', '.join(sorted(REGISTRY))}")

@@ -7,7 +7,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
-from stjax.models.base import ModelSpec, full_softmax_loss, mask_padding_logits, register
+from stjax.models.base import ModelSpec
+from stjax.models.shared import full_softmax_loss, mask_non_items
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -16,27 +17,28 @@ def default_config() -> ml_collections.ConfigDict:
 
 class Popularity(nn.Module):
     num_items: int
-    max_length: int
+    item_rows: int
 
     @nn.compact
     def __call__(self, items, timestamps=None, deterministic: bool = True):
+        """items: int32[B, T] -> float[B, T, W] (the same bias row everywhere)."""
         bias = self.param("item_bias", nn.with_logical_partitioning(nn.initializers.zeros, ("vocab",)),
-                          (self.num_items + 1,))
-        return jnp.broadcast_to(bias, (*items.shape, self.num_items + 1))  # [B, T, I+1]
+                          (self.item_rows,))
+        return jnp.broadcast_to(bias, (*items.shape, self.item_rows))
 
 
-def make(config, num_items: int, max_length: int) -> nn.Module:
-    return Popularity(num_items, max_length)
+def make(config, info) -> nn.Module:
+    return Popularity(num_items=info.num_items, item_rows=info.item_rows)
 
 
-def loss(module, params, batch, rng, config):
-    logits = module.apply(params, batch["items"])
-    value, count = full_softmax_loss(logits, batch["targets"], batch["weights"])
-    return value, {"targets": count}
+def losses(module, variables, batch, *, rng, step, context, config):
+    logits = module.apply(variables, batch["items"])
+    value, count = full_softmax_loss(logits, batch["targets"], batch["weights"], module.num_items)
+    return {"model": value}, {"targets": count}
 
 
-def score(module, params, batch):
-    return mask_padding_logits(module.apply(params, batch["items"][:, -1:])[:, 0])
+def score(module, variables, batch, *, context=None, scoring=None):
+    return mask_non_items(module.apply(variables, batch["items"][:, -1:])[:, 0], module.num_items)
 
 
-SPEC = register(ModelSpec("popularity", default_config, make, loss, score))
+SPEC = ModelSpec("popularity", default_config, make, losses, score)

@@ -7,19 +7,17 @@ paper's binary cross-entropy against one sampled negative. Scores read the last 
 from __future__ import annotations
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import ml_collections
 
 from stjax.layers import PositionEmbedding, TransformerBlock
-from stjax.models.base import (
-    ModelSpec,
+from stjax.models.base import ModelSpec
+from stjax.models.shared import (
     TiedItemOutput,
-    full_softmax_loss,
     item_embedding,
-    mask_padding_logits,
-    register,
-    sampled_bce_loss,
+    last_position_encode,
+    last_position_score,
+    sequence_losses,
 )
 
 
@@ -33,6 +31,7 @@ class SASRec(TiedItemOutput, nn.Module):
     supports_last_only = True
     num_items: int
     max_length: int
+    item_rows: int
     hidden: int = 64
     num_blocks: int = 2
     num_heads: int = 2
@@ -42,7 +41,7 @@ class SASRec(TiedItemOutput, nn.Module):
     dtype: str = "float32"
 
     def setup(self):
-        self.item_embedding = item_embedding(self.num_items + 1, self.hidden)
+        self.item_embedding = item_embedding(self.item_rows, self.hidden)
         self.positions = PositionEmbedding(self.max_length)
         self.blocks = [TransformerBlock(self.num_heads, self.hidden * self.mlp_ratio, self.dropout,
                                         self.attention_dropout, causal=True, pre_norm=True, dtype=jnp.dtype(self.dtype))
@@ -61,31 +60,11 @@ class SASRec(TiedItemOutput, nn.Module):
         return self.final_norm(x.astype(jnp.float32))
 
 
-def make(config, num_items: int, max_length: int) -> nn.Module:
-    return SASRec(num_items, max_length, config.hidden, config.num_blocks, config.num_heads, config.mlp_ratio,
-                  config.dropout, config.attention_dropout, config.dtype)
+def make(config, info) -> nn.Module:
+    return SASRec(num_items=info.num_items, max_length=info.max_length, item_rows=info.item_rows,
+                  hidden=config.hidden, num_blocks=config.num_blocks, num_heads=config.num_heads,
+                  mlp_ratio=config.mlp_ratio, dropout=config.dropout, attention_dropout=config.attention_dropout,
+                  dtype=config.dtype)
 
 
-def sequence_loss(module, params, batch, rng, config):
-    """Shared by every left-to-right sequence model: CE over the catalogue or sampled BCE."""
-    dropout_rng, negative_rng = jax.random.split(rng)
-    hidden = module.apply(params, batch["items"], batch["timestamps"], deterministic=False, rngs={"dropout": dropout_rng})
-    if config.get("loss", "ce") == "bce":
-        table = module.apply(params, method="embeddings")
-        loss, count = sampled_bce_loss(hidden, table, batch["targets"], batch["weights"], negative_rng, module.num_items)
-    else:
-        loss, count = full_softmax_loss(module.apply(params, hidden, method="logits"), batch["targets"], batch["weights"])
-    return loss, {"targets": count}
-
-
-def last_position_score(module, params, batch):
-    """Scores of all items from the hidden state at the last (most recent) position.
-
-    Models that accept `last_only` compute only that position's query in their last block.
-    """
-    kwargs = {"last_only": True} if getattr(module, "supports_last_only", False) else {}
-    hidden = module.apply(params, batch["items"], batch["timestamps"], deterministic=True, **kwargs)[:, -1]
-    return mask_padding_logits(module.apply(params, hidden, method="logits").astype(jnp.float32))
-
-
-SPEC = register(ModelSpec("sasrec", default_config, make, sequence_loss, last_position_score))
+SPEC = ModelSpec("sasrec", default_config, make, sequence_losses, last_position_score, encode=last_position_encode)

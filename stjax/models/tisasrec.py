@@ -8,8 +8,14 @@ import jax.numpy as jnp
 import ml_collections
 
 from stjax.layers import TimeIntervalBlock
-from stjax.models.base import ModelSpec, TiedItemOutput, item_embedding, register
-from stjax.models.sasrec import last_position_score, sequence_loss
+from stjax.models.base import ModelSpec
+from stjax.models.shared import (
+    TiedItemOutput,
+    item_embedding,
+    last_position_encode,
+    last_position_score,
+    sequence_losses,
+)
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -21,6 +27,7 @@ def default_config() -> ml_collections.ConfigDict:
 class TiSASRec(TiedItemOutput, nn.Module):
     num_items: int
     max_length: int
+    item_rows: int
     hidden: int = 64
     num_blocks: int = 2
     num_heads: int = 2
@@ -30,7 +37,7 @@ class TiSASRec(TiedItemOutput, nn.Module):
     dtype: str = "float32"
 
     def setup(self):
-        self.item_embedding = item_embedding(self.num_items + 1, self.hidden)
+        self.item_embedding = item_embedding(self.item_rows, self.hidden)
         self.blocks = [TimeIntervalBlock(self.num_heads, self.hidden * self.mlp_ratio, self.max_interval,
                                          self.max_length, self.dropout, dtype=jnp.dtype(self.dtype))
                        for _ in range(self.num_blocks)]
@@ -47,9 +54,12 @@ class TiSASRec(TiedItemOutput, nn.Module):
         return self.final_norm(x.astype(jnp.float32))
 
 
-def make(config, num_items: int, max_length: int) -> nn.Module:
-    return TiSASRec(num_items, max_length, config.hidden, config.num_blocks, config.num_heads, config.mlp_ratio,
-                    config.dropout, config.max_interval, config.dtype)
+def make(config, info) -> nn.Module:
+    return TiSASRec(num_items=info.num_items, max_length=info.max_length, item_rows=info.item_rows,
+                    hidden=config.hidden, num_blocks=config.num_blocks, num_heads=config.num_heads,
+                    mlp_ratio=config.mlp_ratio, dropout=config.dropout, max_interval=config.max_interval,
+                    dtype=config.dtype)
 
 
-SPEC = register(ModelSpec("tisasrec", default_config, make, sequence_loss, last_position_score))
+SPEC = ModelSpec("tisasrec", default_config, make, sequence_losses, last_position_score,
+                 encode=last_position_encode)

@@ -1,62 +1,61 @@
-"""Orbax checkpoints of a run: the last N (resume) and the best (evaluate, recommend).
+"""Orbax checkpoints of a run: one `CheckpointManager` that keeps the last N steps and the best.
 
-Each checkpoint holds the train state (params, optimizer state, step) and a JSON record:
-data-iterator position, best-metric record, early-stopping counter and the config.
-The PRNG state is (seed, step): keys are folded from them, so nothing else is needed.
+Each checkpoint holds the train state (params, optimizer state, step), a JSON record (data-
+iterator position, best-metric record, early-stopping counter) and, as Orbax metrics, the
+validation value that ranks it. The PRNG state is (seed, step): keys are folded from them.
+Restores read into an abstract state whose leaves carry the CURRENT mesh's shardings, so a
+checkpoint written on one mesh (say 4 x 2 devices) restores on another (1 device, 2 x 4).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import jax
 import orbax.checkpoint as ocp
+from orbax.checkpoint.checkpoint_managers import AnyPreservationPolicy, BestN, LatestN
+
+
+def _value(metrics) -> float:
+    return float(metrics["value"])
 
 
 class Checkpoints:
     def __init__(self, workdir: Path, keep: int = 2, async_save: bool = True):
         root = Path(workdir).absolute() / "checkpoints"
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=async_save)
-        self.last = ocp.CheckpointManager(root / "last", options=options)
-        best_options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True, enable_async_checkpointing=async_save)
-        self.best = ocp.CheckpointManager(root / "best", options=best_options)
+        policy = AnyPreservationPolicy([LatestN(n=max(1, keep)), BestN(get_metric_fn=_value, reverse=False, n=1)])
+        options = ocp.CheckpointManagerOptions(create=True, preservation_policy=policy, best_fn=_value,
+                                               best_mode="max", enable_async_checkpointing=async_save)
+        self.manager = ocp.CheckpointManager(root, options=options)
 
-    @staticmethod
-    def _save(manager, step: int, state, record: dict) -> None:
-        manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record)))
+    def save(self, step: int, state, record: dict, value: float) -> None:
+        """Saves `state` at `step`, ranked by `value` (higher is better)."""
+        self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                        record=ocp.args.JsonSave(record)),
+                          metrics={"value": float(value)})
 
-    def save(self, step: int, state, record: dict, is_best: bool) -> None:
-        self._save(self.last, step, state, record)
-        if is_best:
-            self._save(self.best, step, state, record)
-
-    def save_best(self, step: int, state, record: dict) -> None:
-        self._save(self.best, step, state, record)
-        self.best.wait_until_finished()
-
-    @staticmethod
-    def _restore(manager, step, template):
-        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, template)
-        restored = manager.restore(step, args=ocp.args.Composite(
+    def _restore(self, step: int, abstract):
+        """abstract: a pytree of jax.ShapeDtypeStruct with shardings (`stjax.train.state.abstract_state`)."""
+        restored = self.manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract), record=ocp.args.JsonRestore()))
         return restored.state, restored.record
 
     def latest_step(self) -> int | None:
-        return self.last.latest_step()
-
-    def restore_latest(self, template):
-        return self._restore(self.last, self.last.latest_step(), template)
+        return self.manager.latest_step()
 
     def best_step(self) -> int | None:
-        return self.best.latest_step()
+        return self.manager.best_step()
 
-    def restore_best(self, template):
-        return self._restore(self.best, self.best.latest_step(), template)
+    def restore_latest(self, abstract):
+        return self._restore(self.latest_step(), abstract)
+
+    def restore_best(self, abstract):
+        return self._restore(self.best_step(), abstract)
+
+    def steps(self) -> list[int]:
+        return list(self.manager.all_steps())
 
     def wait(self) -> None:
-        self.last.wait_until_finished()
-        self.best.wait_until_finished()
+        self.manager.wait_until_finished()
 
     def close(self) -> None:
-        self.last.close()
-        self.best.close()
+        self.manager.close()

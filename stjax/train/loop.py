@@ -19,16 +19,24 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from stjax import models
-from stjax.config import ConfigError, to_json
-from stjax.data.batching import BatchIterator
+from stjax.config import ConfigError, from_json, to_json
+from stjax.data.batching import BatchIterator, relative_times, sample_batch, user_histories
 from stjax.data.pipeline import prepare
-from stjax.eval.evaluator import Evaluator
+from stjax.eval.evaluator import EVALUATORS, EvaluationError, Evaluator, Evaluators
+from stjax.models.base import DataInfo
 from stjax.train.checkpoint import Checkpoints
-from stjax.train.state import TrainState, create_optimizer, init_params, make_mesh, make_train_step
+from stjax.train.state import (
+    Shardings,
+    TrainState,
+    abstract_state,
+    create_optimizer,
+    create_state,
+    make_mesh,
+    make_train_step,
+    rules_from_config,
+)
 
 
 class TrainingError(Exception):
@@ -36,56 +44,167 @@ class TrainingError(Exception):
 
 
 @dataclasses.dataclass
-class Run:
+class Model:
+    """A model ready to run: spec, module, sizes, mesh shardings and a state born sharded."""
+
     config: object
-    prepared: object
     spec: object
     module: object
+    info: DataInfo
     tx: object
     state: TrainState
-    iterator: BatchIterator
-    total_steps: int
-    mesh: object
+    shardings: Shardings
+    context: object
+
+    @property
+    def mesh(self):
+        return self.shardings.mesh
+
+    def abstract_state(self):
+        return abstract_state(self.state, self.shardings)
+
+
+@dataclasses.dataclass
+class Run(Model):
+    """A Model plus its data: the prepared log, the training iterator and the step budget."""
+
+    prepared: object = None
+    iterator: BatchIterator = None
+    total_steps: int = 0
+
+
+def _spec(config):
+    try:
+        return models.get(config.model.name)
+    except KeyError as err:
+        raise ConfigError(str(err.args[0])) from None
+
+
+def build_model(config, info: DataInfo, context=None, total_steps: int = 1, mesh=None) -> Model:
+    """Module, optimizer and a fresh sharded state for `config` on `info`'s sizes (no data needed)."""
+    spec = _spec(config)
+    train = config.train
+    mesh = mesh or _mesh(config)
+    batch_size = int(train.batch_size)
+    if batch_size % mesh.shape["data"]:
+        raise ConfigError(f"train.batch_size {batch_size} is not divisible by the {mesh.shape['data']} "
+                          f"data-parallel devices")
+    module = spec.make(config.model, info)
+    context = jax.device_put(context if context is not None else {})
+    batch = sample_batch(spec.batch_kind, batch_size, info.max_length, info.max_bag,
+                         int(config.data.num_negatives))
+    state, tx, shardings = create_state(
+        spec, module, lambda params: create_optimizer(train, total_steps, spec, params), batch, context,
+        int(config.seed), mesh, rules_from_config(train.logical_axis_rules))
+    return Model(config, spec, module, info, tx, state, shardings, jax.device_put(context, shardings.replicated))
+
+
+def _mesh(config):
+    try:
+        return make_mesh(int(config.train.num_devices), int(config.train.model_parallel))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def build_run(config, log=print) -> Run:
     """Data, model, optimizer and a fresh state for `config` (no training)."""
-    try:
-        spec = models.get(config.model.name)
-    except KeyError as err:
-        raise ConfigError(str(err.args[0])) from None
-    prepared = prepare(config.data, log=log)
+    spec = _spec(config)
+    split = config.data.split
+    for name in config.eval.evaluators:
+        if name not in EVALUATORS:
+            raise ConfigError(f"eval.evaluators: unknown evaluator '{name}'; expected {', '.join(EVALUATORS)}")
+        if (name == "fold_in") != (split == "held_out_users"):
+            raise ConfigError(f"eval.evaluators: '{name}' does not apply to data.split={split} "
+                              f"({'fold_in' if split == 'held_out_users' else 'ranking'} does)")
+    mesh = _mesh(config)
+    prepared = prepare(config.data, log=log, batch_kind=spec.batch_kind)
     sequences = prepared.sequences
-    if len(sequences.train["items"]) == 0:
-        raise TrainingError("no training sequences: every user has fewer than two training events")
-    mesh = make_mesh(config.train.get("num_devices", 0) or None)
-    batch_size = int(config.train.batch_size)
-    if batch_size % mesh.size:
-        raise ConfigError(f"train.batch_size {batch_size} is not divisible by the {mesh.size} devices")
-    module = spec.make(config.model, sequences.num_items, sequences.max_length)
-    iterator = BatchIterator(sequences.train, batch_size, seed=int(config.seed))
-    total_steps = int(config.train.get("num_steps", 0) or 0) or int(config.train.num_epochs) * iterator.steps_per_epoch
-    tx = create_optimizer(config.train, total_steps)
-    params = init_params(module, iterator.batch(0, 0), int(config.seed))
-    state = TrainState(jnp.asarray(0, jnp.int32), params, tx.init(params))
-    state = jax.device_put(state, NamedSharding(mesh, P()))
-    return Run(config, prepared, spec, module, tx, state, iterator, total_steps, mesh)
+    if prepared.train_source.num_rows == 0:
+        raise TrainingError(f"no training examples for batch kind '{spec.batch_kind}' (for sequences: every "
+                            f"user has fewer than two training events)")
+    info = DataInfo(num_users=sequences.num_users, num_items=sequences.num_items, max_length=sequences.max_length,
+                    item_shards=math.lcm(mesh.shape["model"], int(config.train.item_rows_multiple)),
+                    max_bag=int(prepared.bags["bag"].shape[1]) if prepared.bags is not None else 0)
+    iterator = BatchIterator(prepared.train_source, int(config.train.batch_size), seed=int(config.seed),
+                             process_index=jax.process_index(), process_count=jax.process_count())
+    total_steps = int(config.train.num_steps or 0) or int(config.train.num_epochs) * iterator.steps_per_epoch
+    context = spec.make_context(prepared, info, config)
+    model = build_model(config, info, context, total_steps, mesh)
+    return Run(**{f.name: getattr(model, f.name) for f in dataclasses.fields(Model)}, prepared=prepared,
+               iterator=iterator, total_steps=total_steps)
 
 
 def _popularity(prepared) -> np.ndarray:
     return np.bincount(prepared.sequences.train["targets"].ravel(), minlength=prepared.sequences.num_items + 1)
 
 
-def make_evaluator(run: Run) -> Evaluator:
-    return Evaluator(run.spec, run.module, run.prepared.sequences, run.config.eval, _popularity(run.prepared),
-                     seed=int(run.config.seed))
+def make_evaluators(run: Run) -> Evaluators:
+    try:
+        evaluators = [Evaluator(run.spec, run.module, run.prepared.sequences, run.config.eval,
+                                _popularity(run.prepared), seed=int(run.config.seed), shardings=run.shardings,
+                                width=run.info.item_rows, name=name)
+                      for name in run.config.eval.evaluators]
+    except EvaluationError as err:
+        raise ConfigError(str(err)) from None
+    return Evaluators(evaluators, run.spec, run.module)
 
 
-def _write_vocab(workdir: Path, prepared) -> None:
-    log = prepared.log
+def write_run_files(workdir: Path, run: Run) -> None:
+    """What `evaluate` and `recommend` need without the data: config, sizes, vocabularies, histories."""
+    log = run.prepared.log
+    (workdir / "config.json").write_text(to_json(run.config))
+    (workdir / "run.json").write_text(json.dumps({
+        "model": run.spec.name, "batch_kind": run.spec.batch_kind,
+        "info": run.info.to_dict(), "time_origin": run.prepared.sequences.time_origin}))
     (workdir / "vocab.json").write_text(json.dumps({
         "items": log.item_vocab.tokens.tolist(), "users": log.user_vocab.tokens.tolist(),
-        "time_origin": prepared.sequences.time_origin}))
+        "time_origin": run.prepared.sequences.time_origin}))
+    times, _ = relative_times(log)
+    np.savez(workdir / "histories.npz", **user_histories(log, times))
+    context = jax.device_get(run.context)
+    if context:
+        flat = {"/".join(str(getattr(k, "key", k)) for k in path): np.asarray(leaf)
+                for path, leaf in jax.tree_util.tree_flatten_with_path(context)[0]}
+        np.savez(workdir / "context.npz", **flat)
+
+
+def _unflatten(flat: dict) -> dict:
+    tree: dict = {}
+    for key, value in flat.items():
+        node = tree
+        *parents, last = key.split("/")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return tree
+
+
+def load_model(workdir: str | Path, num_devices: int = 0, model_parallel: int = 1) -> tuple[Model, dict]:
+    """The model of a run folder with its best checkpoint, on a mesh of this process's devices,
+    without the data. Returns (model, run.json)."""
+    workdir = Path(workdir)
+    config = from_json((workdir / "config.json").read_text())
+    record = json.loads((workdir / "run.json").read_text())
+    with config.unlocked():
+        config.train.num_devices, config.train.model_parallel = num_devices, model_parallel
+    mesh = _mesh(config)
+    info = DataInfo.from_dict(record["info"])  # the saved row count: the checkpoint's shapes
+    if info.item_shards % mesh.shape["model"]:
+        raise ConfigError(f"{workdir}: the item table was padded for {info.item_shards} shards, which "
+                          f"{mesh.shape['model']} model-parallel devices do not divide (train with "
+                          f"train.item_rows_multiple set to a multiple of both)")
+    context_file = workdir / "context.npz"
+    context = _unflatten(dict(np.load(context_file))) if context_file.exists() else {}
+    model = build_model(config, info, context, mesh=mesh)
+    checkpoints = Checkpoints(workdir, async_save=False)
+    if checkpoints.best_step() is None:
+        checkpoints.close()
+        raise TrainingError(f"{workdir}: no checkpoint yet; train first")
+    state, _ = checkpoints.restore_best(model.abstract_state())
+    record["best_step"] = checkpoints.best_step()
+    checkpoints.close()
+    model.state = state
+    return model, record
 
 
 def _check_workdir(workdir: Path, config) -> None:
@@ -119,12 +238,12 @@ def train_and_evaluate(config, workdir: str | Path, log=print, progress: bool = 
     run = build_run(config, log=log)
     timings["data_s"] = round(sum(run.prepared.timings.values()), 3)
     timings["setup_s"] = round(time.perf_counter() - start, 3)
-    (workdir / "config.json").write_text(to_json(config))
-    _write_vocab(workdir, run.prepared)
+    write_run_files(workdir, run)
     train = config.train
-    evaluator = make_evaluator(run)
-    train_step = make_train_step(run.spec, run.module, run.tx, config.model, int(config.seed), run.mesh)
-    batch_sharding = NamedSharding(run.mesh, P("data"))
+    evaluators = make_evaluators(run)
+    train_step = make_train_step(run.spec, run.module, run.tx, config.model, int(config.seed), run.shardings)
+    batch_sharding = run.shardings.batch
+    context = run.context
     checkpoints = Checkpoints(workdir, keep=int(train.get("keep_checkpoints", 2)),
                               async_save=bool(train.get("async_checkpoints", True)))
     metric_name = config.eval.metric
@@ -136,15 +255,10 @@ def train_and_evaluate(config, workdir: str | Path, log=print, progress: bool = 
     state = run.state
     step = 0
     if checkpoints.latest_step() is not None:
-        state, record = checkpoints.restore_latest(state)
-        state = jax.device_put(state, NamedSharding(run.mesh, P()))
         step = int(checkpoints.latest_step())
+        state, record = checkpoints.restore_latest(run.abstract_state())
         run.iterator.set_state(record["iterator"])
         _truncate_metrics(workdir / "metrics.jsonl", step)
-        best = record.get("best")
-        if best and best["step"] == step and checkpoints.best_step() != step:
-            # Killed between the two saves of an improving evaluation: the state is the best one.
-            checkpoints.save_best(step, state, record)
         log(f"resumed from step {step} in {workdir}")
     metrics_file = open(workdir / "metrics.jsonl", "a")
     writer = _tensorboard(workdir)
@@ -169,13 +283,18 @@ def train_and_evaluate(config, workdir: str | Path, log=print, progress: bool = 
             raise TrainingError(f"non-finite loss ({loss}) between steps {at - count + 1} and {at}; "
                                 f"stopped. The last good checkpoint is step {good} in {workdir}/checkpoints "
                                 f"(lower train.learning_rate or set train.clip_norm)")
-        targets_done += float(values["targets"])
-        line = {"step": at, "epoch": round(at / steps_per_epoch, 3), "loss": round(loss, 6),
-                "grad_norm": round(float(values["grad_norm"]) / count, 6), "targets": int(values["targets"])}
+        targets = float(values.pop("targets", 0.0))
+        targets_done += targets
+        line = {"step": at, "epoch": round(at / steps_per_epoch, 3), "loss": round(loss, 6)}
+        # Every other metric (grad_norm, per-group losses, the model's aux scalars) is a mean over the window.
+        line |= {name: round(float(value) / count, 6) for name, value in values.items() if name != "loss"}
+        line["targets"] = int(targets)
         metrics_file.write(json.dumps(line) + "\n")
         metrics_file.flush()
         if writer:
-            writer.add_scalar("train/loss", loss, at)
+            for name, value in line.items():
+                if name not in ("step", "epoch"):
+                    writer.add_scalar(f"train/{name}", value, at)
         if bar:
             bar[0].update(bar[1], completed=at, description=f"loss {loss:.4f}")
 
@@ -183,7 +302,7 @@ def train_and_evaluate(config, workdir: str | Path, log=print, progress: bool = 
         while step < run.total_steps and not record["stopped_early"]:
             tick = time.perf_counter()
             batch = jax.device_put(next(run.iterator), batch_sharding)
-            state, metrics = train_step(state, batch)
+            state, metrics = train_step(state, batch, context)
             if compile_seconds is None:
                 jax.block_until_ready(metrics)
                 compile_seconds = time.perf_counter() - tick
@@ -202,7 +321,7 @@ def train_and_evaluate(config, workdir: str | Path, log=print, progress: bool = 
             train_seconds += time.perf_counter() - tick
             if evaluating:
                 tick = time.perf_counter()
-                valid = evaluator.evaluate(state.params, "valid")
+                valid = evaluators.evaluate(state.params, "valid", context)
                 eval_seconds += time.perf_counter() - tick
                 value = valid.get(metric_name)
                 if value is None:
@@ -223,7 +342,7 @@ def train_and_evaluate(config, workdir: str | Path, log=print, progress: bool = 
                         if isinstance(number, float):
                             writer.add_scalar(f"valid/{name}", number, step)
                 record["iterator"] = run.iterator.get_state()
-                checkpoints.save(step, state, record, improved)
+                checkpoints.save(step, state, record, value)
         checkpoints.wait()
     finally:
         metrics_file.close()
@@ -231,13 +350,13 @@ def train_and_evaluate(config, workdir: str | Path, log=print, progress: bool = 
             writer.close()
         if bar:
             bar[0].stop()
-    best_state, best_record = checkpoints.restore_best(state)
-    best_state = jax.device_put(best_state, NamedSharding(run.mesh, P()))
+    best_state, best_record = checkpoints.restore_best(run.abstract_state())
     checkpoints.close()
     tick = time.perf_counter()
     results = {
-        "valid": evaluator.evaluate(best_state.params, "valid"),
-        "test": evaluator.evaluate(best_state.params, "test"),
+        "valid": evaluators.evaluate(best_state.params, "valid", context),
+        "test": evaluators.evaluate(best_state.params, "test", context),
+        "protocols": evaluators.protocols,
     }
     eval_seconds += time.perf_counter() - tick
     steps_run = step
@@ -252,7 +371,7 @@ def train_and_evaluate(config, workdir: str | Path, log=print, progress: bool = 
         "eval_s": round(eval_seconds, 3),
         "train_targets_per_s": round(targets_done / train_seconds, 1) if train_seconds else None,
         "train_step_compiles": train_step._cache_size(),
-        "eval_step_compiles": evaluator.step._cache_size(),
+        "eval_step_compiles": evaluators.step_compiles,
     }
     (workdir / "results.json").write_text(json.dumps(results, indent=2))
     return results

@@ -1,22 +1,26 @@
-"""Train state, optimizer and the one jitted train step.
+"""Train state, the optimizer over parameter groups, the mesh and shardings, and the one jitted step.
 
-The step is pure: `state, metrics = train_step(state, batch)`. Its PRNG key is
+The step is pure: `state, metrics = train_step(state, batch, context)`. Its PRNG key is
 `fold_in(key(seed), step)`, so a resumed run draws exactly the same dropout and negatives.
-The state is donated; the batch is sharded over the mesh axis 'data' and the state is
-replicated (the distributed work swaps these shardings, not the step).
+The state is donated. Shardings come from data: the layers name their parameters' axes
+(`vocab`, `embed`, `heads`, `mlp`, ...), `train.logical_axis_rules` maps names to the mesh axes
+`data` and `model` (an unlisted name is replicated), parameters are created already sharded
+(`jax.eval_shape`, then `jit(init, out_shardings=...)`), batches are split along `data`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, NamedTuple
 
 import flax
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from flax.linen import meta
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 
@@ -27,55 +31,225 @@ class TrainState:
     opt_state: Any
 
 
-def create_optimizer(config, total_steps: int) -> optax.GradientTransformation:
-    """adam / adamw with linear warm-up then cosine decay, and global-norm clipping."""
-    lr = float(config.learning_rate)
-    warmup = int(config.get("warmup_steps", 0))
-    if config.get("schedule", "cosine") == "cosine":
-        schedule = optax.warmup_cosine_decay_schedule(
+# ----------------------------------------------------------------------------- optimizer
+
+
+class EveryKState(NamedTuple):
+    count: jax.Array
+    inner: Any
+
+
+def every_k_steps(inner: optax.GradientTransformation, every: int) -> optax.GradientTransformation:
+    """Applies `inner` on one step in `every` (the last of each period) and leaves parameters and
+    `inner`'s state untouched on the others: k discriminator steps per generator step is the
+    generator's group with every=k."""
+    if every <= 1:
+        return inner
+
+    def init(params):
+        return EveryKState(jnp.zeros([], jnp.int32), inner.init(params))
+
+    def update(updates, state, params=None):
+        new_updates, new_inner = inner.update(updates, state.inner, params)
+        take = (state.count + 1) % every == 0
+        new_updates = jax.tree_util.tree_map(lambda u: jnp.where(take, u, jnp.zeros_like(u)), new_updates)
+        new_inner = jax.tree_util.tree_map(lambda new, old: jnp.where(take, new, old), new_inner, state.inner)
+        return new_updates, EveryKState(state.count + 1, new_inner)
+
+    return optax.GradientTransformation(init, update)
+
+
+def _schedule(config, lr: float, total_steps: int):
+    warmup = int(config.warmup_steps)
+    if config.schedule == "cosine":
+        return optax.warmup_cosine_decay_schedule(
             0.0 if warmup else lr, lr, max(warmup, 1) if warmup else 1, max(total_steps, warmup + 1),
-            end_value=lr * float(config.get("final_lr_ratio", 0.1)))
-    else:
-        schedule = optax.join_schedules([optax.linear_schedule(0.0, lr, max(warmup, 1)), optax.constant_schedule(lr)],
-                                        [warmup]) if warmup else lr
-    name = config.get("optimizer", "adam")
+            end_value=lr * float(config.final_lr_ratio))
+    if config.schedule == "constant":
+        return optax.join_schedules([optax.linear_schedule(0.0, lr, max(warmup, 1)), optax.constant_schedule(lr)],
+                                    [warmup]) if warmup else lr
+    raise ValueError(f"unknown schedule {config.schedule!r}; expected cosine or constant")
+
+
+def group_optimizer(config, group: str, total_steps: int) -> optax.GradientTransformation:
+    """adam / adamw with linear warm-up then cosine decay, global-norm clipping, for one group.
+
+    The group's `train.groups.<group>.learning_rate` (0: `train.learning_rate`) and `.every`."""
+    settings = config.groups.get(group) if "groups" in config else None
+    lr = float(settings.learning_rate) if settings is not None and float(settings.learning_rate) else \
+        float(config.learning_rate)
+    schedule = _schedule(config, lr, total_steps)
+    name = config.optimizer
     if name == "adamw":
-        base = optax.adamw(schedule, b1=0.9, b2=0.98, weight_decay=float(config.get("weight_decay", 0.0)))
+        base = optax.adamw(schedule, b1=0.9, b2=0.98, weight_decay=float(config.weight_decay))
     elif name == "adam":
         base = optax.adam(schedule, b1=0.9, b2=0.98)
     else:
         raise ValueError(f"unknown optimizer {name!r}; expected adam or adamw")
-    clip = float(config.get("clip_norm", 0.0) or 0.0)
-    return optax.chain(optax.clip_by_global_norm(clip), base) if clip else base
+    clip = float(config.clip_norm or 0.0)
+    tx = optax.chain(optax.clip_by_global_norm(clip), base) if clip else base
+    return every_k_steps(tx, int(settings.every) if settings is not None else 1)
 
 
-def make_mesh(num_devices: int | None = None) -> Mesh:
+def param_labels(spec, params) -> Any:
+    """The parameter group of every leaf: the only group, or `spec.group_of(path)`."""
+    if len(spec.groups) == 1:
+        return jax.tree_util.tree_map(lambda _: spec.groups[0], params)
+
+    def label(path, _):
+        keys = tuple(str(getattr(entry, "key", entry)) for entry in path)
+        group = spec.group_of(keys)
+        if group not in spec.groups:
+            raise ValueError(f"model {spec.name}: parameter {'/'.join(keys)} is in group {group!r}, "
+                             f"not one of {spec.groups}")
+        return group
+
+    return jax.tree_util.tree_map_with_path(label, params)
+
+
+def create_optimizer(config, total_steps: int, spec, params) -> optax.GradientTransformation:
+    """One `optax.multi_transform`: each parameter group gets its own optimizer."""
+    transforms = {group: group_optimizer(config, group, total_steps) for group in spec.groups}
+    return optax.multi_transform(transforms, param_labels(spec, params))
+
+
+# ----------------------------------------------------------------------------- mesh and shardings
+
+
+def make_mesh(num_devices: int = 0, model_parallel: int = 1) -> Mesh:
+    """Mesh ('data', 'model') over the first `num_devices` devices (0: all).
+
+    Axis types are Auto on purpose: under Explicit axes (jax.make_mesh's default) a gather from a
+    row-sharded item table is a sharding type error; Auto lets the compiler place the collectives."""
     devices = jax.devices()[: num_devices or len(jax.devices())]
-    return Mesh(np.asarray(devices), ("data",))
+    if model_parallel < 1 or len(devices) % model_parallel:
+        raise ValueError(f"train.model_parallel {model_parallel} does not divide the {len(devices)} devices")
+    grid = np.asarray(devices).reshape(len(devices) // model_parallel, model_parallel)
+    return Mesh(grid, ("data", "model"), axis_types=(AxisType.Auto, AxisType.Auto))
 
 
-def init_params(module, sample_batch: dict, seed: int):
-    variables = module.init(jax.random.key(seed), jnp.asarray(sample_batch["items"]),
-                            jnp.asarray(sample_batch["timestamps"]))
-    return meta.unbox(variables)["params"]
+def rules_from_config(rules) -> tuple[tuple[str, str | None], ...]:
+    return tuple((str(name), None if axis in (None, "", "none", "None") else str(axis)) for name, axis in rules)
 
 
-def make_train_step(spec, module, tx, model_config, seed: int, mesh: Mesh):
-    """The jitted step with explicit shardings; the state argument is donated."""
+@dataclasses.dataclass
+class Shardings:
+    """Where everything lives: the state (params with their logical axes), batches, the context."""
+
+    mesh: Mesh
+    state: Any
+    logical: Any  # PartitionSpec of logical names for every parameter (kept, not unboxed away)
+    batch: NamedSharding
+    replicated: NamedSharding
+
+
+def create_state(spec, module, tx_factory, sample_batch: dict, context, seed: int, mesh: Mesh, rules):
+    """A fresh TrainState born sharded, and its `Shardings`.
+
+    tx_factory(params) -> optax transform (the groups need the parameter tree)."""
+    rng = jax.random.key(seed)
+    batch = jax.tree_util.tree_map(jnp.asarray, sample_batch)
+
+    def init_variables(key):
+        return spec.init(module, key, batch, context=context)
+
+    abstract = jax.eval_shape(init_variables, rng)
+    logical = nn.get_partition_spec(abstract)["params"]
+    param_shardings = nn.logical_to_mesh_sharding(logical, mesh, rules)
+    params = jax.jit(lambda key: meta.unbox(init_variables(key))["params"], out_shardings=param_shardings)(rng)
+    tx = tx_factory(params)
     replicated = NamedSharding(mesh, P())
-    data = NamedSharding(mesh, P("data"))
+    opt_shardings = _like_params(jax.eval_shape(tx.init, params), params, param_shardings, replicated)
+    opt_state = jax.jit(tx.init, out_shardings=opt_shardings)(params)
+    state_shardings = TrainState(replicated, param_shardings, opt_shardings)
+    state = TrainState(jax.device_put(jnp.asarray(0, jnp.int32), replicated), params, opt_state)
+    shardings = Shardings(mesh, state_shardings, logical, NamedSharding(mesh, P("data")), replicated)
+    return state, tx, shardings
+
+
+def _dict_keys(path) -> tuple[str, ...]:
+    """The trailing run of dict keys of a key path (a parameter's path inside an optimizer state)."""
+    keys = []
+    for entry in reversed(path):
+        if not isinstance(entry, jax.tree_util.DictKey):
+            break
+        keys.append(str(entry.key))
+    return tuple(reversed(keys))
+
+
+def _like_params(opt_state, params, param_shardings, replicated):
+    """Shardings of an optimizer state: a leaf that mirrors a parameter (Adam's mu and nu, under any
+    multi_transform or masking wrapper) is sharded like it; counters and the like are replicated."""
+    by_path = {}
+    for (path, leaf), sharding in zip(jax.tree_util.tree_flatten_with_path(params)[0],
+                                      jax.tree_util.tree_leaves(param_shardings)):
+        by_path[_dict_keys(path)] = (leaf.shape, sharding)
+
+    def sharding_of(path, leaf):
+        keys = _dict_keys(path)
+        for start in range(len(keys)):
+            found = by_path.get(keys[start:])
+            if found is not None and found[0] == leaf.shape:
+                return found[1]
+        return replicated
+
+    return jax.tree_util.tree_map_with_path(sharding_of, opt_state)
+
+
+def abstract_state(state, shardings: Shardings):
+    """Shapes, dtypes and target shardings of a state: what a checkpoint restores into."""
+    return jax.tree_util.tree_map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state,
+                                  shardings.state)
+
+
+# ----------------------------------------------------------------------------- the step
+
+
+def _group_gradients(spec, loss_fn, params):
+    """({group: loss}, aux, grads): each group's parameters get the gradient of its own loss,
+    from one forward pass (one vjp pulled back once per group)."""
+    if len(spec.groups) == 1:
+        group = spec.groups[0]
+
+        def single(p):
+            losses, aux = loss_fn(p)
+            return losses[group], (losses, aux)
+
+        (_, (losses, aux)), grads = jax.value_and_grad(single, has_aux=True)(params)
+        return losses, aux, grads
+    losses, pullback, aux = jax.vjp(loss_fn, params, has_aux=True)
+    labels = param_labels(spec, params)
+    per_group = {}
+    for group in spec.groups:
+        cotangent = {name: jnp.ones_like(value) if name == group else jnp.zeros_like(value)
+                     for name, value in losses.items()}
+        (per_group[group],) = pullback(cotangent)
+    grads = jax.tree_util.tree_map(lambda label, *gs: gs[spec.groups.index(label)], labels,
+                                   *[per_group[g] for g in spec.groups])
+    return losses, aux, grads
+
+
+def make_train_step(spec, module, tx, model_config, seed: int, shardings: Shardings):
+    """The jitted step with explicit shardings; the state argument is donated.
+
+    metrics: loss (sum over groups), loss/<group> with several groups, grad_norm, the aux scalars."""
     base_key = jax.random.key(seed)
 
-    def train_step(state: TrainState, batch: dict):
+    def train_step(state: TrainState, batch: dict, context):
         rng = jax.random.fold_in(base_key, state.step)
 
         def loss_fn(params):
-            return spec.loss(module, {"params": params}, batch, rng, model_config)
+            return spec.losses(module, {"params": params}, batch, rng=rng, step=state.step, context=context,
+                               config=model_config)
 
-        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        losses, aux, grads = _group_gradients(spec, loss_fn, state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": loss, "targets": aux["targets"], "grad_norm": optax.tree.norm(grads)}
+        metrics = {"loss": sum(losses.values()), "grad_norm": optax.tree.norm(grads), **aux}
+        if len(losses) > 1:
+            metrics |= {f"loss/{group}": value for group, value in losses.items()}
         return TrainState(state.step + 1, params, opt_state), metrics
 
-    return jax.jit(train_step, donate_argnums=0, in_shardings=(replicated, data), out_shardings=(replicated, replicated))
+    return jax.jit(train_step, donate_argnums=0,
+                   in_shardings=(shardings.state, shardings.batch, shardings.replicated),
+                   out_shardings=(shardings.state, shardings.replicated))
