@@ -63,7 +63,7 @@ def _schedule(config, lr: float, total_steps: int):
     warmup = int(config.warmup_steps)
     if config.schedule == "cosine":
         return optax.warmup_cosine_decay_schedule(
-            0.0 if warmup else lr, lr, max(warmup, 1) if warmup else 1, max(total_steps, warmup + 1),
+            0.0 if warmup else lr, lr, max(warmup, 1), max(total_steps, max(warmup, 1) + 1),
             end_value=lr * float(config.final_lr_ratio))
     if config.schedule == "constant":
         return optax.join_schedules([optax.linear_schedule(0.0, lr, max(warmup, 1)), optax.constant_schedule(lr)],
