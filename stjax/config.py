@@ -149,19 +149,12 @@ def from_json(text: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.loads(text))
 
 
-def base_config(model: str, source: str = "synthetic") -> ml_collections.ConfigDict:
-    """Every field a run reads, with its default (the only place defaults live); experiments
-    change what they need. The model's fields come from its `default_config()`, and
-    `train.groups` has one entry per parameter group of the model."""
-    from stjax.models import get
-
-    spec = get(model)
-    config = ml_collections.ConfigDict()
-    config.seed = 42
-    config.data = ml_collections.ConfigDict(dict(
+def data_defaults() -> ml_collections.ConfigDict:
+    """The `data` section: every key the data pipeline reads, with its default."""
+    return ml_collections.ConfigDict(dict(
         # Where events come from: 'synthetic', 'ml-100k', 'ml-1m' or a path (format and columns,
         # e.g. "user=uid,item=iid,timestamp=ts", as for `stjax data validate`).
-        source=source, data_dir="data", format="", columns="",
+        source="synthetic", data_dir="data", format="", columns="",
         # Cleaning and split (split: leave_one_out, temporal or held_out_users; the fractions are
         # those of the temporal and held-out-user splits; seed draws held-out users, fold-in and
         # synthetic data).
@@ -174,6 +167,19 @@ def base_config(model: str, source: str = "synthetic") -> ml_collections.ConfigD
         # Arrow's system allocator and heap trimming between stages (large logs).
         low_memory=True,
         synthetic_users=1000, synthetic_items=1000, synthetic_events=100_000))
+
+
+def base_config(model: str, source: str = "synthetic") -> ml_collections.ConfigDict:
+    """Every field a run reads, with its default (the only place defaults live); experiments
+    change what they need. The model's fields come from its `default_config()`, and
+    `train.groups` has one entry per parameter group of the model."""
+    from stjax.models import get
+
+    spec = get(model)
+    config = ml_collections.ConfigDict()
+    config.seed = 42
+    config.data = data_defaults()
+    config.data.source = source
     config.model = spec.default_config()
     config.train = ml_collections.ConfigDict(dict(
         batch_size=256, num_epochs=200, num_steps=0, optimizer="adam", learning_rate=1e-3, warmup_steps=100,

@@ -234,3 +234,32 @@ def test_fold_in_takes_80_percent_of_each_held_out_user_as_input():
         # Input events keep their time order.
         real = examples["timestamps"][row][examples["items"][row] > 0]
         assert (np.diff(real) > 0).all()
+
+
+# ----------------------------------------------------------------------------- every key is reachable
+
+
+def test_train_maps_the_columns_of_a_users_own_csv(tmp_path):
+    """data.columns, data.seed and the split fractions are config keys: `stjax train` reads a CSV
+    with its own column names."""
+    from click.testing import CliRunner
+
+    from stjax.cli import main
+
+    rng = np.random.default_rng(0)
+    rows = ["uid,iid,ts"] + [f"u{u},i{rng.integers(30)},{1_600_000_000 + 60 * t}"
+                             for u in range(40) for t in range(12)]
+    (tmp_path / "log.csv").write_text("\n".join(rows) + "\n")
+    experiment = str(Path(__file__).resolve().parents[1] / "experiments" / "sasrec_synthetic.py") + ":tiny"
+    args = ["train", "--config", experiment, "--workdir", str(tmp_path / "run"), "--no-progress",
+            f"--config.data.source={tmp_path / 'log.csv'}", "--config.data.format=csv",
+            "--config.data.columns=user=uid,item=iid,timestamp=ts", "--config.train.num_epochs=1",
+            "--config.data.split=temporal", "--config.data.test_fraction=0.2", "--config.data.max_targets=3"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["protocols"] == {"ranking": "ranking: full ranking, up to 3 targets per user"}
+    assert results["config"]["data"]["columns"] == "user=uid,item=iid,timestamp=ts"
+    bad = CliRunner().invoke(main, args[:-4] + ["--config.data.columns=user:uid", "--workdir", str(tmp_path / "b")])
+    assert bad.exit_code == 2
+    assert "data.columns: expected ROLE=COLUMN pairs separated by commas, found 'user:uid'" in bad.output

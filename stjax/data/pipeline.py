@@ -1,6 +1,6 @@
 """One path from a data config to model-ready batches: load -> clean -> split -> batch.
 
-`data` config fields (an `ml_collections.ConfigDict` or a dict; defaults in `stjax.config.base_config`):
+`data` config fields (an `ml_collections.ConfigDict` or a dict; defaults in `stjax.config.data_defaults`):
   source: 'synthetic', 'ml-100k', 'ml-1m' (fetched into data_dir on first use) or a path
   format, columns ("role=column,..."): for paths (see stjax.data.formats)
   data_dir, dedup, user_k, item_k, min_length, split, valid_fraction, test_fraction, seed,
@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
+
+import ml_collections
 
 from stjax.data.batching import (
     BatchBuilder,
@@ -44,36 +46,43 @@ class Prepared:
     bags: dict | None = None  # bag kind: users int32[U], bag int32[U, L]
 
 
-def _get(config, key, default=None):
-    try:
-        value = config[key]
-    except (KeyError, AttributeError):
-        return default
-    return default if value is None else value
+def resolve(config) -> ml_collections.ConfigDict:
+    """A data config (ConfigDict or dict, possibly partial) over `stjax.config.data_defaults()`:
+    the defaults live in one place. An unknown key is an error."""
+    from stjax.config import data_defaults
+
+    resolved = data_defaults()
+    given = config.to_dict() if hasattr(config, "to_dict") else dict(config or {})
+    for key, value in given.items():
+        if key not in resolved:
+            raise ValueError(f"unknown data config key '{key}'; valid keys: {', '.join(sorted(resolved.keys()))}")
+        resolved[key] = value
+    return resolved
 
 
 def load_source(config, log=print) -> tuple[InteractionLog, RepairReport, object]:
-    source = _get(config, "source", "synthetic")
+    config = resolve(config)
+    source = config.source
     if source == "synthetic":
         from stjax.data.synthetic import SyntheticConfig, generate
 
         synthetic = SyntheticConfig(
-            num_users=_get(config, "synthetic_users", 1000),
-            num_items=_get(config, "synthetic_items", 1000),
-            num_events=_get(config, "synthetic_events", 100_000),
+            num_users=config.synthetic_users,
+            num_items=config.synthetic_items,
+            num_events=config.synthetic_events,
         )
-        interactions, truth = generate(_get(config, "seed", 0), synthetic)
+        interactions, truth = generate(config.seed, synthetic)
         report = RepairReport(rows_read=len(interactions), kept=len(interactions))
         return interactions, report, truth
     if source in ("ml-100k", "ml-1m"):
         from stjax.data.fetch import fetch
 
-        path = Path(_get(config, "data_dir", "data")) / source
+        path = Path(config.data_dir) / source
         if not path.exists():
             fetch(source, path.parent, log=log)
         loaded = load(path)
     else:
-        loaded = load(source, _get(config, "format") or None, columns=parse_columns(_get(config, "columns")))
+        loaded = load(source, config.format or None, columns=parse_columns(config.columns))
     return loaded.log, loaded.report, None
 
 
@@ -93,7 +102,8 @@ def parse_columns(columns) -> dict[str, str] | None:
 
 
 def prepare(config, log=print, batch_kind: str = "sequence") -> Prepared:
-    set_low_memory(_get(config, "low_memory", True))
+    config = resolve(config)
+    set_low_memory(config.low_memory)
     timings = {}
     start = time.perf_counter()
     interactions, report, truth = load_source(config, log)
@@ -101,38 +111,38 @@ def prepare(config, log=print, batch_kind: str = "sequence") -> Prepared:
     start = time.perf_counter()
     interactions = preprocess(
         interactions,
-        dedup=_get(config, "dedup", False),
-        user_k=_get(config, "user_k", 0),
-        item_k=_get(config, "item_k", 0),
-        min_length=_get(config, "min_length", 0),
+        dedup=config.dedup,
+        user_k=config.user_k,
+        item_k=config.item_k,
+        min_length=config.min_length,
         report=report,
     )
     report.check()
     release_memory()
     timings["preprocess_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    method = _get(config, "split", "leave_one_out")
-    fractions = dict(valid_fraction=_get(config, "valid_fraction", 0.1), test_fraction=_get(config, "test_fraction", 0.1))
+    method = config.split
+    fractions = dict(valid_fraction=config.valid_fraction, test_fraction=config.test_fraction)
     extra = {"leave_one_out": {}, "temporal": fractions,
-             "held_out_users": fractions | {"seed": _get(config, "seed", 0)}}.get(method, {})
+             "held_out_users": fractions | {"seed": config.seed}}.get(method, {})
     split = make_split(interactions, method, **extra)
     timings["split_s"] = time.perf_counter() - start
     start = time.perf_counter()
     release_memory()
-    sequences = build_sequences(split, _get(config, "max_length", 50), _get(config, "window", "last"),
-                                max_targets=_get(config, "max_targets", 0),
-                                fold_in_fraction=_get(config, "fold_in_fraction", 0.8),
-                                seed=_get(config, "seed", 0), bags=batch_kind == "bag")
+    sequences = build_sequences(split, config.max_length, config.window,
+                                max_targets=config.max_targets,
+                                fold_in_fraction=config.fold_in_fraction,
+                                seed=config.seed, bags=batch_kind == "bag")
     bags = None
     if batch_kind == "sequence":
         source = take_rows(sequences.train)
     elif batch_kind == "bag":
-        bags = build_bags(split, _get(config, "max_bag", 0))
+        bags = build_bags(split, config.max_bag)
         if bags["truncated"]:
-            log(f"bags: {bags['truncated']:,} older training items cut by data.max_bag={_get(config, 'max_bag', 0)}")
+            log(f"bags: {bags['truncated']:,} older training items cut by data.max_bag={config.max_bag}")
         source = take_rows({"users": bags["users"], "bag": bags["bag"]})
     elif batch_kind == "pairs":
-        source = pairs_with_negatives(training_pairs(split), interactions.num_items, _get(config, "num_negatives", 1))
+        source = pairs_with_negatives(training_pairs(split), interactions.num_items, config.num_negatives)
     else:
         raise ValueError(f"batch kind {batch_kind!r} has no batch builder yet")
     timings["sequences_s"] = time.perf_counter() - start

@@ -30,7 +30,7 @@ def eval_batch_size(config, width: int, targets: int = 1, multiple: int = 1) -> 
     """Rows per batch: eval.batch_size, lowered so that rows x width x targets <= max_score_block,
     and a multiple of the data-parallel devices."""
     size = int(config.batch_size)
-    block = int(config.get("max_score_block", 0) or 0)
+    block = int(config.max_score_block)
     if block:
         size = max(1, min(size, block // (width * max(1, targets))))
     return max(multiple, size // multiple * multiple)
@@ -101,7 +101,7 @@ class Evaluator:
                  shardings=None, width: int | None = None, name: str = "ranking"):
         self.spec, self.module, self.config, self.name = spec, module, config, name
         self.ks = tuple(int(k) for k in config.ks)
-        self.mode = config.get("mode", "full")
+        self.mode = config.mode
         self.num_items = sequences.num_items
         self.examples = {"valid": dict(sequences.valid), "test": dict(sequences.test)}
         self.max_targets = max(self.examples["valid"]["targets"].shape[1], self.examples["test"]["targets"].shape[1])

@@ -117,7 +117,10 @@ def build_run(config, log=print) -> Run:
             raise ConfigError(f"eval.evaluators: '{name}' does not apply to data.split={split} "
                               f"({'fold_in' if split == 'held_out_users' else 'ranking'} does)")
     mesh = _mesh(config)
-    prepared = prepare(config.data, log=log, batch_kind=spec.batch_kind)
+    try:
+        prepared = prepare(config.data, log=log, batch_kind=spec.batch_kind)
+    except ValueError as err:  # a data config the pipeline cannot use (unknown split, bad columns, ...)
+        raise ConfigError(f"data config: {err}") from None
     sequences = prepared.sequences
     if prepared.train_source.num_rows == 0:
         raise TrainingError(f"no training examples for batch kind '{spec.batch_kind}' (for sequences: every "
@@ -244,13 +247,12 @@ def train_and_evaluate(config, workdir: str | Path, log=print, progress: bool = 
     train_step = make_train_step(run.spec, run.module, run.tx, config.model, int(config.seed), run.shardings)
     batch_sharding = run.shardings.batch
     context = run.context
-    checkpoints = Checkpoints(workdir, keep=int(train.get("keep_checkpoints", 2)),
-                              async_save=bool(train.get("async_checkpoints", True)))
+    checkpoints = Checkpoints(workdir, keep=int(train.keep_checkpoints), async_save=bool(train.async_checkpoints))
     metric_name = config.eval.metric
     steps_per_epoch = run.iterator.steps_per_epoch
-    eval_every = int(train.get("eval_every", 0) or 0) or steps_per_epoch * int(train.get("eval_every_epochs", 1))
-    log_every = max(1, int(train.get("log_every", 50)))
-    patience = int(train.get("patience", 0) or 0)
+    eval_every = int(train.eval_every) or steps_per_epoch * int(train.eval_every_epochs)
+    log_every = max(1, int(train.log_every))
+    patience = int(train.patience)
     record = {"best": None, "bad_evals": 0, "iterator": run.iterator.get_state(), "stopped_early": False}
     state = run.state
     step = 0

@@ -75,9 +75,8 @@ def group_optimizer(config, group: str, total_steps: int) -> optax.GradientTrans
     """adam / adamw with linear warm-up then cosine decay, global-norm clipping, for one group.
 
     The group's `train.groups.<group>.learning_rate` (0: `train.learning_rate`) and `.every`."""
-    settings = config.groups.get(group) if "groups" in config else None
-    lr = float(settings.learning_rate) if settings is not None and float(settings.learning_rate) else \
-        float(config.learning_rate)
+    settings = config.groups[group]
+    lr = float(settings.learning_rate) or float(config.learning_rate)
     schedule = _schedule(config, lr, total_steps)
     name = config.optimizer
     if name == "adamw":
@@ -88,7 +87,7 @@ def group_optimizer(config, group: str, total_steps: int) -> optax.GradientTrans
         raise ValueError(f"unknown optimizer {name!r}; expected adam or adamw")
     clip = float(config.clip_norm or 0.0)
     tx = optax.chain(optax.clip_by_global_norm(clip), base) if clip else base
-    return every_k_steps(tx, int(settings.every) if settings is not None else 1)
+    return every_k_steps(tx, int(settings.every))
 
 
 def param_labels(spec, params) -> Any:
