@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import optax
 
 from stjax.config import base_config
-from stjax.train.loop import build_run, make_evaluator
+from stjax.train.loop import build_run, make_evaluators
 from stjax.train.state import make_train_step
 
 STEPS = 30
@@ -46,16 +46,22 @@ def sasrec_config(source: str):
     return config
 
 
+def _model_loss(run, params, batch, key, model_config):
+    losses, aux = run.spec.losses(run.module, {"params": params}, batch, rng=key, step=0, context=run.context,
+                                  config=model_config)
+    return losses["model"], aux
+
+
 def bench_stjax(source: str, train: bool = True) -> dict:
     config = sasrec_config(source)
     run = build_run(config, log=lambda m: None)
     out = {"users": run.prepared.log.num_users, "items": run.prepared.log.num_items}
     params = jax.tree_util.tree_map(jnp.copy, run.state.params)  # the step donates run.state
     if train:
-        step = make_train_step(run.spec, run.module, run.tx, config.model, 0, run.mesh)
+        step = make_train_step(run.spec, run.module, run.tx, config.model, 0, run.shardings)
         state = run.state
-        batch = jax.device_put(next(run.iterator))
-        state, metrics = step(state, batch)
+        batch = jax.device_put(next(run.iterator), run.shardings.batch)
+        state, metrics = step(state, batch, run.context)
         jax.block_until_ready(metrics)
         # The framework path: iterator -> device_put -> sharded, donated step, metrics summed on the device
         # and fetched once at the end. The bare path: the same network, loss and optimizer in a plain
@@ -67,7 +73,7 @@ def bench_stjax(source: str, train: bool = True) -> dict:
         @functools.partial(jax.jit, donate_argnums=(0, 1))
         def bare(params, opt_state, batch):
             (loss, _), grads = jax.value_and_grad(
-                lambda p: run.spec.loss(run.module, {"params": p}, batch, key, config.model), has_aux=True)(params)
+                lambda p: _model_loss(run, p, batch, key, config.model), has_aux=True)(params)
             updates, opt_state = tx.update(grads, opt_state, params)
             return optax.apply_updates(params, updates), opt_state, loss
 
@@ -79,8 +85,8 @@ def bench_stjax(source: str, train: bool = True) -> dict:
             start = time.perf_counter()
             window = None
             for _ in range(STEPS):
-                batch = jax.device_put(next(run.iterator))
-                state, metrics = step(state, batch)
+                batch = jax.device_put(next(run.iterator), run.shardings.batch)
+                state, metrics = step(state, batch, run.context)
                 window = metrics if window is None else jax.tree_util.tree_map(jnp.add, window, metrics)
             targets = float(jax.device_get(window)["targets"])
             framework_s = min(framework_s, (time.perf_counter() - start) / STEPS)
@@ -97,13 +103,13 @@ def bench_stjax(source: str, train: bool = True) -> dict:
             "framework_overhead_pct": round(100 * (framework_s / bare_s - 1), 1),
             "epoch_s": round(framework_s * run.iterator.steps_per_epoch, 2),
         }
-    evaluator = make_evaluator(run)
-    examples = evaluator.examples["test"]
-    evaluator.evaluate(params, "test")  # compile
+    evaluators = make_evaluators(run)
+    examples = evaluators.evaluators[0].examples["test"]
+    evaluators.evaluate(params, "test")  # compile
     eval_s = float("inf")
     for _ in range(REPEATS):
         start = time.perf_counter()
-        evaluator.evaluate(params, "test")
+        evaluators.evaluate(params, "test")
         eval_s = min(eval_s, time.perf_counter() - start)
     out |= {"test_pass_s": round(eval_s, 3), "eval_users_per_s": round(len(examples["targets"]) / eval_s)}
     return out
