@@ -7,7 +7,7 @@ Measured (NVIDIA H200, 400 epochs = 27200 steps, 68 s of training): test NDCG@10
 HR@10 0.2869 (full ranking, leave-one-out by time).
 """
 
-from stjax.config import base_config, tiny
+from stjax.config import base_config, variant
 
 
 def get_config(arg=None):
@@ -18,4 +18,4 @@ def get_config(arg=None):
     config.train.num_epochs = 400
     config.train.learning_rate = 1e-3
     config.train.eval_every_epochs = 20
-    return tiny(config) if arg == "tiny" else config
+    return variant(config, arg)

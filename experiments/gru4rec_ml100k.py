@@ -6,7 +6,7 @@
 Result: see the README's accuracy table (filled from results.json of the command above).
 """
 
-from stjax.config import base_config, tiny
+from stjax.config import base_config, variant
 
 
 def get_config(arg=None):
@@ -16,4 +16,4 @@ def get_config(arg=None):
     config.train.num_epochs = 150
     config.train.learning_rate = 2e-3
     config.train.eval_every_epochs = 10
-    return tiny(config) if arg == "tiny" else config
+    return variant(config, arg)

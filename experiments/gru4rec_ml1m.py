@@ -6,7 +6,7 @@
 Measured (NVIDIA H200, 200 epochs, 72 s of training): test NDCG@10 0.1754, HR@10 0.3058.
 """
 
-from stjax.config import base_config, tiny
+from stjax.config import base_config, variant
 
 
 def get_config(arg=None):
@@ -16,4 +16,4 @@ def get_config(arg=None):
     config.train.num_epochs = 200
     config.train.learning_rate = 2e-3
     config.train.eval_every_epochs = 10
-    return tiny(config) if arg == "tiny" else config
+    return variant(config, arg)

@@ -7,7 +7,7 @@ Measured (NVIDIA H200, 200 epochs, 33 s of training): test NDCG@10 0.1821, HR@10
 MRR@10 0.1418 (full ranking, leave-one-out by time; best validation step 11560).
 """
 
-from stjax.config import base_config, tiny
+from stjax.config import base_config, variant
 
 
 def get_config(arg=None):
@@ -18,4 +18,4 @@ def get_config(arg=None):
     config.train.num_epochs = 200
     config.train.learning_rate = 1e-3
     config.train.eval_every_epochs = 10
-    return tiny(config) if arg == "tiny" else config
+    return variant(config, arg)

@@ -7,7 +7,7 @@ Measured (2-core CPU, stopped early at epoch 180, 2,035 s of training): test NDC
 HR@10 0.2932, MRR@10 0.1302 (full ranking, leave-one-out by time; best validation step 6240).
 """
 
-from stjax.config import base_config, tiny
+from stjax.config import base_config, variant
 
 
 def get_config(arg=None):
@@ -19,4 +19,4 @@ def get_config(arg=None):
     config.train.num_epochs = 200
     config.train.learning_rate = 1e-3
     config.train.eval_every_epochs = 10
-    return tiny(config) if arg == "tiny" else config
+    return variant(config, arg)

@@ -14,9 +14,7 @@ from pathlib import Path
 
 import ml_collections
 
-
-class ConfigError(Exception):
-    """A bad config file, key, value or override (a user error)."""
+from stjax.validation import ConfigError, validate, variant  # noqa: F401  (re-exported)
 
 
 def load_config(spec: str, overrides: list[str] | tuple = ()) -> ml_collections.ConfigDict:
@@ -32,12 +30,24 @@ def load_config(spec: str, overrides: list[str] | tuple = ()) -> ml_collections.
         raise ConfigError(f"{path}: cannot import the config ({err.__class__.__name__}: {err})") from None
     if not hasattr(module, "get_config"):
         raise ConfigError(f"{path}: defines no get_config()")
-    config = module.get_config(arg) if arg else module.get_config()
+    try:
+        config = module.get_config(arg) if arg else module.get_config()
+    except ConfigError:
+        raise
+    except Exception as err:  # user code
+        raise ConfigError(f"{path}: get_config({arg!r}) failed ({err.__class__.__name__}: {err})") from None
     config = ml_collections.ConfigDict(config.to_dict() if hasattr(config, "to_dict") else config)
     apply_overrides(config, overrides)
     check_complete(config, path)
+    validate(config, num_devices=_device_count())
     config.lock()
     return config
+
+
+def _device_count() -> int:
+    import jax
+
+    return jax.device_count()
 
 
 def check_complete(config: ml_collections.ConfigDict, source: str = "the config") -> None:

@@ -22,6 +22,7 @@ import numpy as np
 
 from stjax import models
 from stjax.config import ConfigError, from_json, to_json
+from stjax.validation import check_against_data
 from stjax.data.batching import BatchIterator, relative_times, sample_batch, user_histories
 from stjax.data.pipeline import prepare
 from stjax.eval.evaluator import EVALUATORS, EvaluationError, Evaluator, Evaluators
@@ -35,6 +36,7 @@ from stjax.train.state import (
     create_state,
     make_mesh,
     make_train_step,
+    put_batch,
     rules_from_config,
 )
 
@@ -122,6 +124,7 @@ def build_run(config, log=print) -> Run:
     except ValueError as err:  # a data config the pipeline cannot use (unknown split, bad columns, ...)
         raise ConfigError(f"data config: {err}") from None
     sequences = prepared.sequences
+    check_against_data(config, sequences.num_items)
     if prepared.train_source.num_rows == 0:
         raise TrainingError(f"no training examples for batch kind '{spec.batch_kind}' (for sequences: every "
                             f"user has fewer than two training events)")
@@ -303,7 +306,7 @@ def train_and_evaluate(config, workdir: str | Path, log=print, progress: bool = 
     try:
         while step < run.total_steps and not record["stopped_early"]:
             tick = time.perf_counter()
-            batch = jax.device_put(next(run.iterator), batch_sharding)
+            batch = put_batch(next(run.iterator), batch_sharding)
             state, metrics = train_step(state, batch, context)
             if compile_seconds is None:
                 jax.block_until_ready(metrics)

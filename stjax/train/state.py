@@ -195,6 +195,14 @@ def _like_params(opt_state, params, param_shardings, replicated):
     return jax.tree_util.tree_map_with_path(sharding_of, opt_state)
 
 
+def put_batch(batch: dict, sharding: NamedSharding) -> dict:
+    """This process's slice of a global batch onto the mesh, split along `data`. One process: a
+    device_put; several (multi-host): each contributes its rows to one global array."""
+    if jax.process_count() == 1:
+        return jax.device_put(batch, sharding)
+    return jax.tree_util.tree_map(lambda rows: jax.make_array_from_process_local_data(sharding, rows), batch)
+
+
 def abstract_state(state, shardings: Shardings):
     """Shapes, dtypes and target shardings of a state: what a checkpoint restores into."""
     return jax.tree_util.tree_map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state,
