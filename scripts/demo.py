@@ -55,10 +55,10 @@ def main() -> int:
     console.print(f"training {timings['train_s']:.1f} s ({timings['train_targets_per_s']:,.0f} targets/s), "
                   f"compile {timings['compile_s']:.1f} s, evaluation {timings['eval_s']:.1f} s")
 
-    from stjax.cli import _load_run
-    from stjax.recommend import recommend
+    from stjax.recommend import recommend_rows
+    from stjax.train.loop import load_model
 
-    run, state, _ = _load_run(str(workdir))
+    model, _ = load_model(workdir)  # from the run folder alone: no data pipeline
     log = prepared.log
     histories = {}
     for user in (1, 2, 3):
@@ -66,7 +66,7 @@ def main() -> int:
         histories[str(log.user_vocab.tokens[user])] = list(zip(log.item_vocab.decode(log.item[rows]).tolist(),
                                                                log.timestamp[rows].tolist()))
     vocab = json.loads((workdir / "vocab.json").read_text())
-    rows, _ = recommend(run, state.params, histories, vocab, 5)
+    rows, _ = recommend_rows(model, histories, vocab, 5)
     titles = log.items.get("movie_title") if log.items else None
     table = Table(title="top-5 recommendations (history excluded)")
     table.add_column("user")

@@ -28,7 +28,9 @@ def _user_errors(function):
         try:
             return function(*args, **kwargs)
         except error_types as err:
-            err_console.print(f"[bold red]error:[/] {err}", markup=True, highlight=False, soft_wrap=True)
+            from rich.markup import escape
+
+            err_console.print(f"[bold red]error:[/] {escape(str(err))}", markup=True, highlight=False, soft_wrap=True)
             sys.exit(2)
 
     return wrapper
@@ -36,9 +38,10 @@ def _user_errors(function):
 
 def _extra_error_types() -> tuple:
     from stjax.config import ConfigError
+    from stjax.train.checkpoint import CheckpointError
     from stjax.train.loop import TrainingError
 
-    return (ConfigError, TrainingError)
+    return (ConfigError, TrainingError, CheckpointError)
 
 
 @click.group()
@@ -203,18 +206,19 @@ def evaluate_command(workdir):
     """Recompute validation and test metrics from the best checkpoint (rebuilds the data split)."""
     from stjax.config import from_json
     from stjax.train.checkpoint import Checkpoints
-    from stjax.train.loop import build_run, make_evaluators
+    from stjax.train.loop import build_run, make_evaluators, read_json
 
     path = _run_folder(workdir)
-    run = build_run(from_json((path / "config.json").read_text()), log=lambda m: None)
-    checkpoints = Checkpoints(path, async_save=False)
-    if checkpoints.best_step() is None:
+    run = build_run(from_json(json.dumps(read_json(path / "config.json", "the run's config"))),
+                    log=lambda m: None)
+    checkpoints = Checkpoints(path, async_save=False, log=lambda m: err_console.print(m, highlight=False))
+    if checkpoints.latest_step() is None:
         raise UserError(f"{workdir}: no checkpoint yet; train first")
-    state, record = checkpoints.restore_best(run.abstract_state())
+    state, _, step = checkpoints.restore_intact(run.abstract_state(), prefer_best=True)
     checkpoints.close()
     evaluators = make_evaluators(run)
     results = {part: evaluators.evaluate(state.params, part, run.context) for part in ("valid", "test")}
-    console.print(_metrics_table(results, f"{run.config.model.name}: best step {record['best']['step']}"))
+    console.print(_metrics_table(results, f"{run.config.model.name}: checkpoint step {step}"))
     click.echo(json.dumps({"valid": results["valid"], "test": results["test"], "protocols": evaluators.protocols}))
 
 
@@ -227,7 +231,8 @@ def evaluate_command(workdir):
               help="all: every user of the run's training log, with their whole history.")
 @click.option("--k", default=10, show_default=True, type=int)
 @click.option("--out", default="-", show_default=True, help="Output: .jsonl/.json or .parquet file, - for stdout (JSONL).")
-@click.option("--batch-size", default=1024, show_default=True, type=int, help="Users scored per step.")
+@click.option("--batch-size", default=512, show_default=True, type=int,
+              help="Users scored per step (512 was the fastest on a 2-core CPU, 50k items).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @_user_errors
 def recommend_command(workdir, history_path, users, k, out, batch_size, no_progress):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -22,7 +23,6 @@ import numpy as np
 
 from stjax import models
 from stjax.config import ConfigError, from_json, to_json
-from stjax.validation import check_against_data
 from stjax.data.batching import BatchIterator, relative_times, sample_batch, user_histories
 from stjax.data.pipeline import prepare
 from stjax.eval.evaluator import EVALUATORS, EvaluationError, Evaluator, Evaluators
@@ -39,6 +39,7 @@ from stjax.train.state import (
     put_batch,
     rules_from_config,
 )
+from stjax.validation import check_against_data
 
 
 class TrainingError(Exception):
@@ -189,8 +190,10 @@ def load_model(workdir: str | Path, num_devices: int = 0, model_parallel: int = 
     """The model of a run folder with its best checkpoint, on a mesh of this process's devices,
     without the data. Returns (model, run.json)."""
     workdir = Path(workdir)
-    config = from_json((workdir / "config.json").read_text())
-    record = json.loads((workdir / "run.json").read_text())
+    config = from_json(json.dumps(read_json(workdir / "config.json", "the run's config")))
+    record = read_json(workdir / "run.json", "the run's sizes")
+    if not isinstance(record, dict) or not isinstance(record.get("info"), dict):
+        raise TrainingError(f"{workdir / 'run.json'}: the run's sizes are not a JSON object with 'info'")
     with config.unlocked():
         config.train.num_devices, config.train.model_parallel = num_devices, model_parallel
     mesh = _mesh(config)
@@ -203,21 +206,31 @@ def load_model(workdir: str | Path, num_devices: int = 0, model_parallel: int = 
     context = _unflatten(dict(np.load(context_file))) if context_file.exists() else {}
     model = build_model(config, info, context, mesh=mesh)
     checkpoints = Checkpoints(workdir, async_save=False)
-    if checkpoints.best_step() is None:
+    if checkpoints.latest_step() is None:
         checkpoints.close()
         raise TrainingError(f"{workdir}: no checkpoint yet; train first")
-    state, _ = checkpoints.restore_best(model.abstract_state())
-    record["best_step"] = checkpoints.best_step()
+    state, _, record["best_step"] = checkpoints.restore_intact(model.abstract_state(), prefer_best=True)
     checkpoints.close()
     model.state = state
     return model, record
+
+
+def read_json(path: Path, what: str):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise TrainingError(f"{path}: {what} is unreadable ({err.__class__.__name__}: {err}); "
+                            f"delete the run folder or use another --workdir") from None
 
 
 def _check_workdir(workdir: Path, config) -> None:
     saved = workdir / "config.json"
     if not saved.exists():
         return
-    old = json.loads(saved.read_text())
+    old = read_json(saved, "the run's config")
+    if not isinstance(old, dict):
+        raise TrainingError(f"{saved}: the run's config is not a JSON object; delete the run folder or use "
+                            f"another --workdir")
     new = json.loads(to_json(config))
     if old.get("model", {}).get("name") != new["model"]["name"]:
         raise TrainingError(f"{workdir} holds a run of model '{old.get('model', {}).get('name')}', not "
@@ -228,16 +241,78 @@ def _check_workdir(workdir: Path, config) -> None:
                                 f"config (use another --workdir)")
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
+def _truncate_metrics(path: Path, step: int, log) -> None:
+    """Keeps the lines of steps <= `step` (all of them go when step is 0). A torn last line (a kill
+    during a write) is dropped with a note; garbage elsewhere is an error naming the line."""
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
+    lines = path.read_text(errors="replace").splitlines()
+    kept = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            if not isinstance(entry, dict):
+                raise ValueError("not an object")
+        except ValueError as err:
+            if number == len(lines):
+                log(f"{path}:{number}: dropped a torn last line")
+                continue
+            raise TrainingError(f"{path}:{number}: not a metrics record ({err}); delete the file to go on") from None
+        if int(entry.get("step", 0)) <= step:
+            kept.append(line)
     path.write_text("".join(line + "\n" for line in kept))
 
 
+class WorkdirLock:
+    """One trainer per run folder: an advisory lock (fcntl) on `<workdir>/.lock`, held for the run.
+
+    The kernel drops the lock when its process dies, so a lock left by a killed run is free."""
+
+    def __init__(self, workdir: Path):
+        self.path = workdir / ".lock"
+        self.handle = None
+
+    def __enter__(self):
+        import fcntl
+        import os
+
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise TrainingError(f"{self.path.parent} is in use by another stjax train (pid {holder}); wait for it "
+                                f"to finish or use another --workdir") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self.handle = handle
+        return self
+
+    def __exit__(self, *exc):
+        import fcntl
+
+        fcntl.flock(self.handle, fcntl.LOCK_UN)
+        self.handle.close()
+        return False
+
+
 def train_and_evaluate(config, workdir: str | Path, log=print, progress: bool = True) -> dict:
+    """Trains and evaluates `config` in `workdir` (resuming what is there); returns results.json's content.
+
+    progress: a live progress bar; without it a plain line per log step and per evaluation goes to `log`."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    with WorkdirLock(workdir):
+        return _train_and_evaluate(config, workdir, log, progress)
+
+
+def _train_and_evaluate(config, workdir: Path, log, progress: bool) -> dict:
     _check_workdir(workdir, config)
     timings = {}
     start = time.perf_counter()
@@ -250,7 +325,8 @@ def train_and_evaluate(config, workdir: str | Path, log=print, progress: bool = 
     train_step = make_train_step(run.spec, run.module, run.tx, config.model, int(config.seed), run.shardings)
     batch_sharding = run.shardings.batch
     context = run.context
-    checkpoints = Checkpoints(workdir, keep=int(train.keep_checkpoints), async_save=bool(train.async_checkpoints))
+    checkpoints = Checkpoints(workdir, keep=int(train.keep_checkpoints), async_save=bool(train.async_checkpoints),
+                              log=log)
     metric_name = config.eval.metric
     steps_per_epoch = run.iterator.steps_per_epoch
     eval_every = int(train.eval_every) or steps_per_epoch * int(train.eval_every_epochs)
@@ -260,13 +336,12 @@ def train_and_evaluate(config, workdir: str | Path, log=print, progress: bool = 
     state = run.state
     step = 0
     if checkpoints.latest_step() is not None:
-        step = int(checkpoints.latest_step())
-        state, record = checkpoints.restore_latest(run.abstract_state())
+        state, record, step = checkpoints.restore_intact(run.abstract_state())
         run.iterator.set_state(record["iterator"])
-        _truncate_metrics(workdir / "metrics.jsonl", step)
         log(f"resumed from step {step} in {workdir}")
+    _truncate_metrics(workdir / "metrics.jsonl", step, log)
     metrics_file = open(workdir / "metrics.jsonl", "a")
-    writer = _tensorboard(workdir)
+    writer = _tensorboard(workdir, step)
     window = None
     window_steps = 0
     train_seconds = 0.0
@@ -302,6 +377,10 @@ def train_and_evaluate(config, workdir: str | Path, log=print, progress: bool = 
                     writer.add_scalar(f"train/{name}", value, at)
         if bar:
             bar[0].update(bar[1], completed=at, description=f"loss {loss:.4f}")
+        else:
+            log(f"step {at}/{run.total_steps} epoch {line['epoch']:.2f} loss {loss:.4f} "
+                f"grad_norm {line['grad_norm']:.3f}")
+        checkpoints.check()  # a failed background save stops the run here, not one evaluation later
 
     try:
         while step < run.total_steps and not record["stopped_early"]:
@@ -342,6 +421,9 @@ def train_and_evaluate(config, workdir: str | Path, log=print, progress: bool = 
                         record["stopped_early"] = True
                 metrics_file.write(json.dumps({"step": step, "eval": "valid", **valid}) + "\n")
                 metrics_file.flush()
+                if not bar:
+                    log(f"step {step}: valid {metric_name} {value:.4f} (best {record['best']['value']:.4f} at step "
+                        f"{record['best']['step']})")
                 if writer:
                     for name, number in valid.items():
                         if isinstance(number, float):
@@ -382,12 +464,15 @@ def train_and_evaluate(config, workdir: str | Path, log=print, progress: bool = 
     return results
 
 
-def _tensorboard(workdir: Path):
+def _tensorboard(workdir: Path, step: int):
+    """Event files; from scratch old events go, on resume events after `step` are purged."""
     try:
         from tensorboardX import SummaryWriter
     except ImportError:  # optional at run time
         return None
-    return SummaryWriter(str(workdir / "tb"))
+    if step == 0 and (workdir / "tb").exists():
+        shutil.rmtree(workdir / "tb")
+    return SummaryWriter(str(workdir / "tb"), purge_step=step or None)
 
 
 def _progress(enabled: bool, total: int, done: int):
