@@ -250,13 +250,17 @@ def recommend_command(workdir, history_path, users, k, out, batch_size, no_progr
         recommend,
         summary_line,
     )
-    from stjax.train.loop import load_model
+    from stjax.train.loop import load_model, read_json
 
     path = _run_folder(workdir)
     try:
-        check_k(k, int(json.loads((path / "run.json").read_text())["info"]["num_items"]))
+        num_items = int(read_json(path / "run.json", "the run's sizes")["info"]["num_items"])
+        if check_k(k, num_items) != k:
+            err_console.print(f"warning: --k {k} is more than the model's {num_items} items; using {num_items}",
+                              highlight=False)
+            k = num_items
         check_output(out)
-        vocab = json.loads((path / "vocab.json").read_text())
+        vocab = read_json(path / "vocab.json", "the run's vocabulary")
         histories = histories_from_file(history_path, vocab) if history_path else histories_from_run(path, vocab)
         model, _ = load_model(path)
         summary = recommend(model, histories, vocab["items"], k, out, batch_size,

@@ -288,10 +288,11 @@ class Recommendations(NamedTuple):
                    "scores": scores[row][:count], "known_history": known}
 
 
-def check_k(k: int, num_items: int) -> None:
-    """k must be 1..num_items."""
-    if not 1 <= k <= num_items:
+def check_k(k: int, num_items: int) -> int:
+    """k must be >= 1; above the catalogue it is clamped to num_items (the caller warns)."""
+    if k < 1:
         raise RecommendError(f"--k {k} is out of range: expected 1..{num_items} (the model's items)")
+    return min(k, num_items)
 
 
 def make_recommend_step(model, k: int):
@@ -299,7 +300,7 @@ def make_recommend_step(model, k: int):
     known_history int32[B]): score every item, -inf at padding, at the table's padding rows and at
     the history (`batch['exclude']`, int32[B, S]), then the exact top k. One compile per batch shape."""
     spec, module, num_items = model.spec, model.module, model.info.num_items
-    check_k(k, num_items)
+    k = check_k(k, num_items)
 
     def step(params, batch, context, scoring):
         exclude = batch["exclude"]
@@ -474,7 +475,7 @@ def recommend(model, histories: Histories, item_tokens, k: int, out: str = "-", 
 
     item_tokens: the original item ids by model id (vocab.json "items"). Returns a summary: users,
     unknown_items (skipped history items), seconds, users_per_s, batch_size."""
-    check_k(k, model.info.num_items)
+    k = check_k(k, model.info.num_items)
     check_batch_kind(model.spec)
     writer = open_writer(out, item_tokens, stdout)
     bar = _progress_bar(len(histories)) if progress else None

@@ -207,7 +207,6 @@ def test_a_string_of_items_is_one_item(run, tmp_path):
 
 @pytest.mark.parametrize("arguments, message", [
     (["--users", "all", "--k", "0"], "--k 0 is out of range: expected 1..50 (the model's items)"),
-    (["--users", "all", "--k", "10000000"], "--k 10000000 is out of range: expected 1..50 (the model's items)"),
     ([], "recommend: give exactly one of --history PATH or --users all"),
     (["--users", "all", "--history", "h.csv"], "recommend: give exactly one of --history PATH or --users all"),
     (["--users", "all", "--out", "recs.txt"], "--out recs.txt: expected a .jsonl, .json or .parquet file name"),
@@ -219,6 +218,18 @@ def test_cli_errors_are_one_line(run, arguments, message):
     assert result.exit_code == 2, result.output
     assert message in result.output and len(result.output.strip().splitlines()) == 1
     assert "Traceback" not in result.output
+
+
+def test_k_above_the_catalogue_is_clamped_with_a_warning(run, tmp_path):
+    workdir, _, _, _ = run
+    out = tmp_path / "all.jsonl"
+    result = CliRunner().invoke(main, ["recommend", "--workdir", str(workdir), "--users", "all", "--k", "10000000",
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "warning: --k 10000000 is more than the model's 50 items; using 50" in result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert all(len(row["items"]) == 50 - row["known_history"] for row in rows)
+    assert all(0 < len(row["items"]) <= 50 and "<pad>" not in row["items"] for row in rows)
 
 
 @pytest.mark.parametrize("name, content, message", [
