@@ -56,15 +56,12 @@ def data():
 
 
 def _parse_columns(columns: str | None) -> dict[str, str] | None:
-    if not columns:
-        return None
-    mapping = {}
-    for part in columns.split(","):
-        if "=" not in part:
-            raise UserError(f"--columns: expected ROLE=COLUMN pairs separated by commas, found {part!r}")
-        role, column = part.split("=", 1)
-        mapping[role.strip()] = column.strip()
-    return mapping
+    from stjax.data.pipeline import parse_columns
+
+    try:
+        return parse_columns(columns)
+    except ValueError as err:
+        raise UserError(str(err).replace("data.columns:", "--columns:", 1)) from None
 
 
 @data.command("fetch")

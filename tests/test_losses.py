@@ -59,35 +59,39 @@ def np_softplus(x):
     return max(x, 0.0) + np.log1p(np.exp(-abs(x)))
 
 
-def reference_ce(logits, targets, weights, num_items):
-    """Weighted mean over positions with target > 0 and weight > 0 of -log softmax over items 1..I."""
-    logits = np.asarray(logits, dtype=np.float64)
+def weighted_mean_over_targets(targets, weights, term):
+    """sum over positions with target > 0 of weight * term(b, t, target), divided by the weights."""
     targets, weights = np.asarray(targets), np.asarray(weights, dtype=np.float64)
     total = count = 0.0
     for b in range(targets.shape[0]):
         for t in range(targets.shape[1]):
             target = int(targets[b, t])
-            if target <= 0 or weights[b] <= 0:
-                continue
-            items = logits[b, t, 1:num_items + 1]  # the classes: never column 0 or columns > I
-            total += weights[b] * (np_logsumexp(items) - items[target - 1])
-            count += weights[b]
+            if target > 0 and weights[b] > 0:
+                total += weights[b] * term(b, t, target)
+                count += weights[b]
     return total / max(count, 1.0), count
+
+
+def reference_ce(logits, targets, weights, num_items):
+    """Weighted mean over positions with target > 0 and weight > 0 of -log softmax over items 1..I."""
+    logits = np.asarray(logits, dtype=np.float64)
+
+    def term(b, t, target):
+        items = logits[b, t, 1:num_items + 1]  # the classes: never column 0 or columns > I
+        return np_logsumexp(items) - items[target - 1]
+
+    return weighted_mean_over_targets(targets, weights, term)
 
 
 def reference_bce(hidden, table, targets, negatives, weights):
     hidden, table = np.asarray(hidden, dtype=np.float64), np.asarray(table, dtype=np.float64)
-    total = count = 0.0
-    for b in range(targets.shape[0]):
-        for t in range(targets.shape[1]):
-            target = int(targets[b, t])
-            if target <= 0 or weights[b] <= 0:
-                continue
-            positive = sum(hidden[b, t, d] * table[target, d] for d in range(hidden.shape[-1]))
-            negative = sum(hidden[b, t, d] * table[int(negatives[b, t]), d] for d in range(hidden.shape[-1]))
-            total += weights[b] * (np_softplus(-positive) + np_softplus(negative))
-            count += weights[b]
-    return total / max(count, 1.0), count
+
+    def term(b, t, target):
+        positive = sum(hidden[b, t, d] * table[target, d] for d in range(hidden.shape[-1]))
+        negative = sum(hidden[b, t, d] * table[int(negatives[b, t]), d] for d in range(hidden.shape[-1]))
+        return np_softplus(-positive) + np_softplus(negative)
+
+    return weighted_mean_over_targets(targets, weights, term)
 
 
 def assert_loss(actual, expected, rtol=1e-5):
