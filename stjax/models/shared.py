@@ -16,11 +16,11 @@ from stjax.layers import RNN
 Array = jax.Array
 
 
-def item_embedding(rows: int, hidden: int) -> nn.Embed:
-    """The item table: N(0, 0.02) rows with logical axes ('vocab', 'embed'), so the sharding rules
+def item_embedding(rows: int, hidden: int, std: float = 0.02) -> nn.Embed:
+    """The item table: N(0, std) rows with logical axes ('vocab', 'embed'), so the sharding rules
     can split it by rows. Row 0 is padding; `rows` comes from `DataInfo.table_rows`."""
     return nn.Embed(rows, hidden,
-                    embedding_init=nn.with_logical_partitioning(nn.initializers.normal(0.02), ("vocab", "embed")))
+                    embedding_init=nn.with_logical_partitioning(nn.initializers.normal(std), ("vocab", "embed")))
 
 
 class TiedItemOutput:
