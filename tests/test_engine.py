@@ -155,6 +155,7 @@ def test_every_experiment_config_is_complete():
             assert config.model.name in path.stem
 
 
+@pytest.mark.slow  # tests/test_sharding.py checks the sharded step exactly; this runs the CLI end to end
 def test_data_parallel_on_8_cpu_devices_matches_one_device(reference_run, tmp_path):
     """The same step sharded over 8 host devices (own process) reaches the same metrics."""
     _, results = reference_run

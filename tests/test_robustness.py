@@ -39,7 +39,8 @@ def _steps(workdir):
     return sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
 
 
-@pytest.mark.parametrize("damage", ["truncate", "delete_state", "garbage_record"])
+@pytest.mark.parametrize("damage", ["truncate", pytest.param("delete_state", marks=pytest.mark.slow),
+                                    pytest.param("garbage_record", marks=pytest.mark.slow)])
 def test_damaged_latest_step_falls_back_and_ends_like_an_uninterrupted_run(reference, tmp_path, damage):
     shutil.copytree(reference[0], tmp_path / "run")
     workdir = tmp_path / "run"
@@ -85,10 +86,10 @@ def test_a_second_trainer_on_the_same_workdir_is_refused(tmp_path):
     assert not (tmp_path / "metrics.jsonl").exists()
 
 
-def test_a_lock_left_by_a_dead_process_is_taken_over(reference, tmp_path):
-    (tmp_path / ".lock").write_text("999999")  # a pid that holds no lock
-    results = _train(tmp_path)
-    assert _numbers(results) == _numbers(reference[1])
+def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path):
+    (tmp_path / ".lock").write_text("999999")  # left by a killed run: the kernel released its flock
+    with WorkdirLock(tmp_path):
+        assert (tmp_path / ".lock").read_text() == str(__import__("os").getpid())
 
 
 def test_full_disk_stops_at_that_save_and_the_run_resumes(reference, tmp_path, monkeypatch):
