@@ -247,7 +247,7 @@ def build_batch(histories: Histories, start: int, batch_size: int, batch_kind: s
 
     Returns users int32[B], exclude int32[B, S] (every history event, 0 = none) and, for 'sequence',
     items / timestamps int32[B, T] (the last T events, left-padded), for 'bag', bag int32[B, L] (the
-    L most recent distinct items)."""
+    L most recent distinct items); 'pairs' models read the users alone."""
     stop = min(start + batch_size, len(histories))
     pad = batch_size - (stop - start)
     starts = np.pad(histories.offsets[start:stop], (0, pad))
@@ -259,7 +259,7 @@ def build_batch(histories: Histories, start: int, batch_size: int, batch_kind: s
     if batch_kind == "sequence":
         batch["items"] = events[:, span - max_length:]
         batch["timestamps"] = _last_events(histories.timestamps, starts, ends, max_length)
-    else:
+    elif batch_kind == "bag":
         batch["bag"] = _recent_distinct(batch["exclude"], bag_width)
     return batch
 
@@ -318,11 +318,17 @@ def make_recommend_step(model, k: int):
     return jax.jit(step)
 
 
-def check_batch_kind(spec) -> None:
-    """Recommend builds 'sequence' and 'bag' batches only."""
-    if spec.batch_kind not in ("sequence", "bag"):
+def check_batch_kind(spec, histories: Histories | None = None) -> None:
+    """Recommend builds 'sequence', 'bag' and 'pairs' batches; a 'pairs' model (one embedding per
+    trained user, e.g. LightGCN) scores only users it was trained on."""
+    if spec.batch_kind not in ("sequence", "bag", "pairs"):
         raise RecommendError(f"model '{spec.name}' reads '{spec.batch_kind}' batches; recommend serves models "
-                             f"that read a history as a sequence or a bag of items")
+                             f"that read a history as a sequence or a bag of items, or known users")
+    if spec.batch_kind == "pairs" and histories is not None and len(histories):
+        unknown = np.flatnonzero(histories.user_ids == 0)
+        if len(unknown):
+            raise RecommendError(f"model '{spec.name}' scores only the users it was trained on; {len(unknown)} of "
+                                 f"the given users are unknown to it (e.g. '{histories.users[unknown[0]]}')")
 
 
 def round_batch_size(batch_size: int, model) -> int:
@@ -340,7 +346,7 @@ def recommend_batches(model, histories: Histories, k: int, batch_size: int = 512
     once. `prepare_scoring` runs once. Batch i+1 is dispatched before batch i is fetched, so the host
     builds and writes while the device scores. step: a `make_recommend_step(model, k)` to reuse."""
     spec, info = model.spec, model.info
-    check_batch_kind(spec)
+    check_batch_kind(spec, histories)
     step = step or make_recommend_step(model, k)
     batch_size = round_batch_size(batch_size, model)
     params, context = model.state.params, model.context
@@ -476,7 +482,7 @@ def recommend(model, histories: Histories, item_tokens, k: int, out: str = "-", 
     item_tokens: the original item ids by model id (vocab.json "items"). Returns a summary: users,
     unknown_items (skipped history items), seconds, users_per_s, batch_size."""
     k = check_k(k, model.info.num_items)
-    check_batch_kind(model.spec)
+    check_batch_kind(model.spec, histories)
     writer = open_writer(out, item_tokens, stdout)
     bar = _progress_bar(len(histories)) if progress else None
     tick = time.perf_counter()

@@ -324,9 +324,38 @@ def test_bag_models_read_the_most_recent_distinct_items(run):
 
 def test_other_batch_kinds_are_a_clear_error(run):
     workdir, model, _, vocab = run
-    pairs = bag_model(model, kind="pairs")
-    with pytest.raises(RecommendError, match="model 'test_pairs' reads 'pairs' batches; recommend serves models"):
-        next(recommend_batches(pairs, histories_from_run(workdir, vocab), K))
+    other = bag_model(model, kind="temporal_neighbours")
+    with pytest.raises(RecommendError, match="model 'test_temporal_neighbours' reads 'temporal_neighbours' "
+                                             "batches; recommend serves models"):
+        next(recommend_batches(other, histories_from_run(workdir, vocab), K))
+
+
+def test_a_graph_model_recommends_for_its_known_users(tmp_path):
+    """LightGCN (pairs batches, propagation once in prepare_scoring) streams the same top-K as
+    scoring every user at once; a user it never trained on is a clear error."""
+    config = load_config(str(ROOT / "experiments" / "lightgcn_ml100k.py") + ":tiny", ["--config.train.num_epochs=2"])
+    train_and_evaluate(config, tmp_path, log=lambda m: None, progress=False)
+    model, _ = load_model(tmp_path)
+    vocab = json.loads((tmp_path / "vocab.json").read_text())
+    histories = histories_from_run(tmp_path, vocab)
+    streamed = streamed_rows(model, histories, K, 16)
+    variables = {"params": model.state.params}
+    scoring = model.spec.prepare_scoring(model.module, variables, context=model.context)
+    users = jnp.asarray(histories.user_ids)
+    scores = np.array(model.spec.score(model.module, variables, {"users": users}, context=model.context,
+                                       scoring=scoring), np.float64)
+    for row, user in enumerate(range(len(histories))):
+        events = histories.items[histories.offsets[user]:histories.offsets[user + 1]]
+        line = scores[row].copy()
+        line[0] = -np.inf
+        line[model.info.num_items + 1:] = -np.inf
+        line[events] = -np.inf
+        top = [i for i in np.lexsort((np.arange(len(line)), -line))[:K].tolist() if np.isfinite(line[i])]
+        assert streamed[user][0] == top
+    stranger = histories_from_dict({"stranger": [(vocab["items"][1], 5)]}, vocab)
+    with pytest.raises(RecommendError, match="model 'lightgcn' scores only the users it was trained on; 1 of the "
+                                             "given users are unknown to it"):
+        next(recommend_batches(model, stranger, K))
 
 
 MULTI_DEVICE = """
