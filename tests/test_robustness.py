@@ -130,14 +130,17 @@ def test_garbage_run_files_give_one_line(reference, tmp_path):
     assert result.exit_code == 2 and "config.json: the run's config is unreadable" in result.output
 
 
-def test_a_torn_last_metrics_line_is_dropped_on_resume(reference, tmp_path):
+def test_a_torn_last_metrics_line_and_a_stale_temporary_folder_on_resume(reference, tmp_path):
     shutil.copytree(reference[0], tmp_path / "run")
     workdir = tmp_path / "run"
     with open(workdir / "metrics.jsonl", "a") as handle:
         handle.write('{"step": 99, "lo')
+    stale = workdir / "checkpoints" / "16.orbax-checkpoint-tmp-1764000000000000"  # a save killed midway
+    (stale / "state").mkdir(parents=True)
     (workdir / "results.json").unlink()
     messages = []
     _train(workdir, log=messages.append)
+    assert not stale.exists()
     assert any("dropped a torn last line" in m for m in messages)
     steps = [json.loads(line)["step"] for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert 99 not in steps
