@@ -13,6 +13,7 @@ from stjax.layers import (
     GATv2,
     GraphSAGE,
     TemporalGraphAttention,
+    add_self_loops,
     lightgcn_propagate,
     segment_softmax,
 )
@@ -232,3 +233,151 @@ def test_graph_layer_gradients_and_jit():
 
             check_grads(total, (params, graph.nodes), order=1, modes=["rev"], atol=1e-4, rtol=1e-4)
             np.testing.assert_allclose(jax.jit(total)(params, graph.nodes), total(params, graph.nodes), rtol=1e-10)
+
+
+# GATv2 options: projection biases (GATv2 paper; PyG GATv2Conv(bias=True) gives lin_l and lin_r
+# biases) and self-loops whose edge features are the mean of the incoming ones (PyG
+# add_self_loops(fill_value='mean')). The reference below loops over edges, not over a dense
+# adjacency, and builds the loops itself.
+
+
+def edge_loop_gatv2(params, graph, heads, channels, concat, self_loops, fill):
+    """GATv2 by a Python loop over edges; softmax per receiver from per-edge logits."""
+    p = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
+    x = np.asarray(graph.nodes, np.float64)
+    n = x.shape[0]
+    attributes = None if graph.edges is None else np.asarray(graph.edges, np.float64)
+    edges = [(int(s), int(r), None if attributes is None else attributes[e])
+             for e, (s, r) in enumerate(zip(graph.senders, graph.receivers))]
+    if self_loops:
+        loops = []
+        for i in range(n):
+            incoming = [a for s, r, a in edges if r == i]
+            if attributes is None:
+                loops.append((i, i, None))
+            elif fill == "mean":
+                loops.append((i, i, np.mean(incoming, axis=0) if incoming else np.zeros(attributes.shape[1])))
+            else:
+                loops.append((i, i, np.full(attributes.shape[1], fill)))
+        edges = edges + loops
+
+    def project(name, vector, h):
+        layer = p[name]
+        value = vector @ layer["kernel"][:, h]
+        return value + layer["bias"][h] if "bias" in layer else value
+
+    out = np.zeros((n, heads, channels))
+    for h in range(heads):
+        logits = {i: [] for i in range(n)}
+        for s, r, a in edges:
+            hidden = project("receiver_projection", x[r], h) + project("sender_projection", x[s], h)
+            if a is not None:
+                hidden = hidden + a @ p["edge_projection"]["kernel"][:, h]
+            logits[r].append((leaky(hidden) @ p["attention"][h], project("sender_projection", x[s], h)))
+        for i in range(n):
+            if not logits[i]:
+                continue
+            scores = np.asarray([score for score, _ in logits[i]])
+            weights = np.exp(scores - scores.max())
+            weights /= weights.sum()
+            out[i, h] = sum(w * value for w, (_, value) in zip(weights, logits[i]))
+    out = out.reshape(n, heads * channels) if concat else out.mean(1)
+    return out + p["bias"]
+
+
+def graph_with_isolated_receiver(seed):
+    """A random graph where node 0 receives no edge (its mean-filled loop must be zeros)."""
+    graph = random_graph(seed)
+    keep = graph.receivers != 0
+    return graph._replace(senders=graph.senders[keep], receivers=graph.receivers[keep], edges=graph.edges[keep],
+                          n_edge=np.asarray([int(keep.sum())]))
+
+
+def perturbed(params, seed=2):
+    """Parameters with noise, so that zero-initialised biases matter."""
+    rng = np.random.default_rng(seed)
+    return jax.tree_util.tree_map(lambda a: a + 0.3 * rng.normal(size=a.shape).astype(a.dtype), params)
+
+
+def test_add_self_loops_mean_fill_equals_loop():
+    graph = graph_with_isolated_receiver(11)
+    looped = add_self_loops(graph, "mean")
+    num_edges = len(graph.senders)
+    np.testing.assert_array_equal(looped.senders[num_edges:], np.arange(N))
+    np.testing.assert_array_equal(looped.receivers[num_edges:], np.arange(N))
+    for i in range(N):
+        incoming = [graph.edges[e] for e in range(num_edges) if graph.receivers[e] == i]
+        expected = np.mean(incoming, axis=0) if incoming else np.zeros(FE)
+        np.testing.assert_allclose(looped.edges[num_edges + i], expected, atol=1e-6)
+    np.testing.assert_array_equal(looped.edges[:num_edges], graph.edges)
+    np.testing.assert_allclose(add_self_loops(graph, 0.5).edges[num_edges:], 0.5)
+    with pytest.raises(ValueError, match="expected a number or 'mean'"):
+        add_self_loops(graph, "max")
+
+
+@pytest.mark.parametrize("projection_bias", [False, True])
+@pytest.mark.parametrize("fill", [0.0, 0.5, "mean"])
+@pytest.mark.parametrize("heads,concat", [(1, True), (3, False)])
+def test_gatv2_options_equal_edge_loop(projection_bias, fill, heads, concat):
+    graph = graph_with_isolated_receiver(12)
+    layer = GATv2(features=4, num_heads=heads, concat=concat, projection_bias=projection_bias, self_loop_fill=fill)
+    params = perturbed(meta.unbox(layer.init(jax.random.key(3), graph))["params"])
+    for name in ("sender_projection", "receiver_projection"):
+        assert ("bias" in params[name]) == projection_bias
+        if projection_bias:
+            assert params[name]["bias"].shape == (heads, 4)
+    out, alpha = layer.apply({"params": params}, graph)
+    expected = edge_loop_gatv2(params, graph, heads, 4, concat, True, fill)
+    np.testing.assert_allclose(out.nodes, expected, atol=1e-5)
+    assert alpha.shape == (len(graph.senders) + N, heads)
+
+
+def test_gatv2_options_are_off_by_default_and_change_outputs():
+    graph = graph_with_isolated_receiver(13)
+    plain = GATv2(features=4, num_heads=2)
+    params = perturbed(meta.unbox(plain.init(jax.random.key(4), graph))["params"])
+    assert "bias" not in params["sender_projection"] and "bias" not in params["receiver_projection"]
+    out, _ = plain.apply({"params": params}, graph)
+    mean_out, _ = GATv2(features=4, num_heads=2, self_loop_fill="mean").apply({"params": params}, graph)
+    assert np.abs(np.asarray(mean_out.nodes - out.nodes)).max() > 1e-4
+    # Zero projection biases reproduce the layer without them.
+    biased = GATv2(features=4, num_heads=2, projection_bias=True)
+    with_bias = {**params, **{name: {**params[name], "bias": np.zeros((2, 4), np.float32)}
+                              for name in ("sender_projection", "receiver_projection")}}
+    zero_bias_out, _ = biased.apply({"params": with_bias}, graph)
+    np.testing.assert_allclose(zero_bias_out.nodes, out.nodes, atol=1e-6)
+
+
+def test_gatv2_options_ignore_padding():
+    graph = graph_with_isolated_receiver(14)
+    padded = jraph.pad_with_graphs(graph, n_node=N + 3, n_edge=len(graph.senders) + 5, n_graph=2)
+    layer = GATv2(4, 2, projection_bias=True, self_loop_fill="mean")
+    params = perturbed(meta.unbox(layer.init(jax.random.key(5), graph))["params"])
+    a, _ = layer.apply({"params": params}, graph)
+    b, _ = layer.apply({"params": params}, padded)
+    np.testing.assert_allclose(b.nodes[:N], a.nodes, atol=1e-5)
+
+
+def test_gatv2_options_gradients_and_jit():
+    with jax.enable_x64(True):
+        graph = random_graph(15, n=5, e=8)
+        nodes = jnp.asarray(graph.nodes, jnp.float64)
+        edges = jnp.asarray(graph.edges, jnp.float64)
+        layer = GATv2(3, 2, projection_bias=True, self_loop_fill="mean", dtype=jnp.float64, param_dtype=jnp.float64)
+        params = perturbed(meta.unbox(layer.init(jax.random.key(6), graph._replace(nodes=nodes, edges=edges))))
+
+        def total(p, nodes, edges):
+            out, _ = layer.apply(p, graph._replace(nodes=nodes, edges=edges))
+            return jnp.sum(jnp.tanh(out.nodes))
+
+        check_grads(total, (params, nodes, edges), order=1, modes=["rev"], atol=1e-4, rtol=1e-4)
+        grads = jax.grad(total, argnums=(0, 1, 2))(params, nodes, edges)
+        for leaf in jax.tree_util.tree_leaves(grads):
+            assert np.all(np.isfinite(leaf))
+        assert np.abs(grads[0]["params"]["sender_projection"]["bias"]).max() > 0
+        assert np.abs(grads[2]).max() > 0  # loop features depend on the incoming edge features
+        np.testing.assert_allclose(jax.jit(total)(params, nodes, edges), total(params, nodes, edges), rtol=1e-10)
+        eager_out, eager_alpha = layer.apply(params, graph._replace(nodes=nodes, edges=edges))
+        jit_out, jit_alpha = jax.jit(layer.apply)(params, graph._replace(nodes=nodes, edges=edges))
+        np.testing.assert_allclose(jit_out.nodes, eager_out.nodes, rtol=1e-10)
+        np.testing.assert_allclose(jit_alpha, eager_alpha, rtol=1e-10)

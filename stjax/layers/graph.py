@@ -33,13 +33,27 @@ def segment_softmax(logits: Array, segment_ids: Array, num_segments: int) -> Arr
     return shifted / jnp.where(totals > 0, totals, 1.0)[segment_ids]
 
 
-def add_self_loops(graph: jraph.GraphsTuple, edge_fill: float = 0.0) -> jraph.GraphsTuple:
-    """Adds an edge i -> i for every node (edge features of loops are `edge_fill`)."""
+def add_self_loops(graph: jraph.GraphsTuple, edge_fill: float | str = 0.0) -> jraph.GraphsTuple:
+    """Adds an edge i -> i for every node, after the existing edges.
+
+    edge_fill: the loops' edge features; a number fills them with that value, 'mean' gives
+    each loop the mean of the features of the edges arriving at its node (zeros when none
+    arrive), as PyTorch Geometric's `add_self_loops(fill_value='mean')`.
+    """
+    if isinstance(edge_fill, str) and edge_fill != "mean":
+        raise ValueError(f"add_self_loops: edge_fill={edge_fill!r}; expected a number or 'mean'")
     num_nodes = jax.tree_util.tree_leaves(graph.nodes)[0].shape[0]
-    loops = jnp.arange(num_nodes, dtype=graph.senders.dtype)
+    # The canonical index dtype (int32 unless x64 is on): NumPy senders are often int64.
+    loops = jnp.arange(num_nodes, dtype=jnp.asarray(graph.senders).dtype)
     edges = graph.edges
     if edges is not None:
-        edges = jnp.concatenate([edges, jnp.full((num_nodes, edges.shape[-1]), edge_fill, edges.dtype)])
+        if edge_fill == "mean":
+            totals = jax.ops.segment_sum(edges, graph.receivers, num_nodes)  # [N, FE]
+            counts = jax.ops.segment_sum(jnp.ones(graph.receivers.shape, edges.dtype), graph.receivers, num_nodes)
+            loop_edges = totals / jnp.maximum(counts, 1.0)[:, None]
+        else:
+            loop_edges = jnp.full((num_nodes, edges.shape[-1]), edge_fill, edges.dtype)
+        edges = jnp.concatenate([edges, loop_edges.astype(edges.dtype)])
     return graph._replace(senders=jnp.concatenate([graph.senders, loops]),
                           receivers=jnp.concatenate([graph.receivers, loops]), edges=edges,
                           n_edge=graph.n_edge + graph.n_node)
@@ -103,7 +117,13 @@ class GAT(nn.Module):
 class GATv2(nn.Module):
     """GATv2 (Brody et al., ICLR 2022): the attention MLP sees both ends before the nonlinearity.
 
-      e_ij = a · LeakyReLU(W_r h_i + W_s h_j + W_e x_ij)     h'_i = agg_h Σ_j α_ij W_s h_j
+      e_ij = a · LeakyReLU(W_r h_i + b_r + W_s h_j + b_s + W_e x_ij)     h'_i = agg_h Σ_j α_ij (W_s h_j + b_s)
+
+    projection_bias: learn b_s and b_r (as in the paper and PyTorch Geometric's
+      `GATv2Conv(bias=True)`, whose lin_l / lin_r carry biases); off (b = 0) by default.
+    self_loop_fill: edge features of the added self-loops, a number or 'mean' (the mean of the
+      node's incoming edge features, PyTorch Geometric's `fill_value='mean'`); used only when
+      `self_loops` is set and the graph has edge features.
     """
 
     features: int
@@ -112,20 +132,24 @@ class GATv2(nn.Module):
     self_loops: bool = True
     negative_slope: float = 0.2
     attention_dropout: float = 0.0
+    projection_bias: bool = False
+    self_loop_fill: float | str = 0.0
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, graph: jraph.GraphsTuple, deterministic: bool = True):
         if self.self_loops:
-            graph = add_self_loops(graph)
+            graph = add_self_loops(graph, self.self_loop_fill)
         nodes = graph.nodes.astype(self.dtype)
         num_nodes = nodes.shape[0]
         H, C = self.num_heads, self.features
-        dense = lambda name: nn.DenseGeneral((H, C), use_bias=False, dtype=self.dtype,  # noqa: E731
-                                             param_dtype=self.param_dtype, name=name,
-                                             kernel_init=_p(nn.initializers.xavier_uniform(), ("embed", "heads", "kv")))
-        z_sender, z_receiver = dense("sender_projection")(nodes), dense("receiver_projection")(nodes)
+        dense = lambda name, bias=False: nn.DenseGeneral(  # noqa: E731
+            (H, C), use_bias=bias, dtype=self.dtype, param_dtype=self.param_dtype, name=name,
+            kernel_init=_p(nn.initializers.xavier_uniform(), ("embed", "heads", "kv")),
+            bias_init=_p(nn.initializers.zeros, ("heads", "kv")))
+        z_sender = dense("sender_projection", self.projection_bias)(nodes)
+        z_receiver = dense("receiver_projection", self.projection_bias)(nodes)
         hidden = z_receiver[graph.receivers] + z_sender[graph.senders]
         if graph.edges is not None:
             hidden = hidden + dense("edge_projection")(graph.edges.astype(self.dtype))
