@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from stjax.data.splits import TRAIN
+from stjax.graphs import interaction_graph, normalized_adjacency
 from stjax.layers import lightgcn_propagate
 from stjax.models.base import ModelSpec
 from stjax.models.shared import item_embedding
@@ -58,14 +58,10 @@ def make(config, info) -> nn.Module:
 
 
 def make_context(prepared, info, config) -> dict:
-    """The training user-item graph, deduplicated, both directions: senders, receivers int32[2E]."""
-    split = prepared.split
-    rows = np.flatnonzero(split.part == TRAIN)
-    pairs = np.unique(np.stack([split.log.user[rows].astype(np.int64), split.log.item[rows].astype(np.int64)]),
-                      axis=1)
-    users, items = pairs[0], pairs[1] + info.num_users + 1
-    return {"senders": np.concatenate([users, items]).astype(np.int32),
-            "receivers": np.concatenate([items, users]).astype(np.int32)}
+    """The training user-item graph (`stjax.graphs`), deduplicated, both directions: senders,
+    receivers int32[2E] over users 0..U then items U+1+i."""
+    senders, receivers, _ = normalized_adjacency(interaction_graph(prepared.split), info.num_users, info.num_items)
+    return {"senders": senders.astype(np.int32), "receivers": receivers.astype(np.int32)}
 
 
 def init(module, rng, batch, *, context):
