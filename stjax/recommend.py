@@ -16,6 +16,7 @@ import dataclasses
 import datetime
 import io
 import json
+import math
 import sys
 import time
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from stjax.data.errors import DataError, Issue
+from stjax.data.validate import MAX_TIMESTAMP
 from stjax.models.shared import mask_non_items
 
 INT32_MAX = 2**31 - 1
@@ -60,16 +62,23 @@ def parse_seconds(value) -> int:
     if isinstance(value, bool):
         raise ValueError(value)
     if isinstance(value, (int, float)):
-        return int(value)  # nan / inf raise ValueError / OverflowError
+        return _in_range(value)
     text = str(value).strip()
     try:
-        return int(float(text))
+        return _in_range(float(text))
     except ValueError:
         pass
     when = datetime.datetime.fromisoformat(text)
     if when.tzinfo is None:
         when = when.replace(tzinfo=datetime.UTC)
-    return int(when.timestamp())
+    return _in_range(when.timestamp())
+
+
+def _in_range(seconds) -> int:
+    """Whole seconds within +-MAX_TIMESTAMP (the range `stjax data validate` accepts); ValueError else."""
+    if not math.isfinite(seconds) or abs(seconds) > MAX_TIMESTAMP:
+        raise ValueError(f"timestamp {seconds} out of range")
+    return int(seconds)
 
 
 def _item_list(value) -> list[str]:

@@ -240,6 +240,10 @@ def test_k_above_the_catalogue_is_clamped_with_a_warning(run, tmp_path):
      "bad.csv:2: field 'timestamp': expected integer seconds, found 'yesterday' (or an ISO-8601 date-time such as "
      "2024-05-01T12:00:00)"),
     ("inf.csv", b"user,item,timestamp\nbob,x,inf\n", "inf.csv:2: field 'timestamp': expected integer seconds"),
+    ("huge.csv", b"user,item,timestamp\nbob,x,1e30\n", "huge.csv:2: field 'timestamp': expected integer seconds, "
+                                                        "found '1e30'"),
+    ("huge.jsonl", b'{"user": "a", "items": ["x"], "timestamps": [1e30]}\n',
+     "huge.jsonl:1: field 'timestamps': expected integer seconds or ISO-8601 date-times, found 1e+30"),
     ("noitem.csv", b"user,item,timestamp\nbob,,5\n", "noitem.csv:2: field 'item': expected a value, found none"),
     ("stamps.jsonl", b'{"user": "a", "items": ["x", "y"], "timestamps": [1, "soon"]}\n',
      "stamps.jsonl:1: field 'timestamps': expected integer seconds or ISO-8601 date-times, found 'soon'"),
