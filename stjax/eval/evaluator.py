@@ -40,12 +40,14 @@ def make_eval_step(spec, module, ks, num_items: int, mode: str = "full"):
     """jit-compiled (params, batch, context, scoring) -> dict of summed metrics; one compile per run."""
 
     def step(params, batch, context, scoring):
-        scores = spec.score(module, {"params": params}, batch, context=context, scoring=scoring)
-        scores = mask_non_items(scores.astype(jnp.float32), num_items)
+        scores = spec.score(module, {"params": params}, batch, context=context, scoring=scoring).astype(jnp.float32)
         targets = batch["targets"]
         if mode == "full":
-            ranks = target_ranks(mask_scores(scores, batch["exclude"]), targets)
+            if scores.shape[1] > num_items + 1:  # static: the padded rows of a sharded table
+                scores = jnp.where(jnp.arange(scores.shape[1]) > num_items, -jnp.inf, scores)
+            ranks = target_ranks(mask_scores(scores, batch["exclude"]), targets)  # mask_scores masks item 0
         else:
+            scores = mask_non_items(scores, num_items)
             candidates = jnp.concatenate([targets[:, :1], batch["negatives"]], axis=1)
             candidate_scores = jnp.take_along_axis(scores, candidates, axis=1)
             # Ties: the target ranks behind negatives with the same score (pessimistic).

@@ -33,6 +33,12 @@ def target_ranks(scores: jax.Array, targets: jax.Array) -> jax.Array:
     scores: float[B, W] (masked entries -inf); targets: int32[B, M] (0 = padding, its rank is
     meaningless). Uses a [B, M, W] comparison.
     """
+    if targets.shape[1] == 1:  # static: one target per row (leave-one-out) compares [B, W], not [B, 1, W]
+        target = targets[:, 0]
+        target_score = jnp.take_along_axis(scores, target[:, None], axis=1)  # [B, 1]
+        items = jnp.arange(scores.shape[1])[None, :]
+        ahead = (scores > target_score) | ((scores == target_score) & (items < target[:, None]))
+        return jnp.sum(ahead, axis=1).astype(jnp.int32)[:, None]
     target_score = jnp.take_along_axis(scores, targets, axis=1)[:, :, None]  # [B, M, 1]
     row = scores[:, None, :]  # [B, 1, W]
     items = jnp.arange(scores.shape[1])[None, None, :]
