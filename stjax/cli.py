@@ -276,5 +276,27 @@ def recommend_command(workdir, history_path, users, k, out, batch_size, no_progr
     err_console.print(summary_line(summary), highlight=False)
 
 
+@main.command("export")
+@click.option("--workdir", required=True)
+@click.option("--what", type=click.Choice(["users"]), default="users", show_default=True)
+@click.option("--out", required=True, help="Parquet file: user, vector.")
+@click.option("--batch-size", default=512, show_default=True)
+@_user_errors
+def export_command(workdir, what, out, batch_size):
+    """The model's user vectors (its encode()) for every user of the run, as Parquet."""
+    from stjax.export import export_users
+    from stjax.recommend import RecommendError
+    from stjax.train.loop import load_model
+
+    path = _run_folder(workdir)
+    try:
+        model, _ = load_model(path)
+        summary = export_users(model, path, out, batch_size)
+    except RecommendError as err:
+        raise UserError(str(err)) from None
+    err_console.print(f"{summary['users']:,} user vectors of {summary['dimensions']} dimensions written to {out}",
+                      highlight=False)
+
+
 if __name__ == "__main__":
     main()
