@@ -122,6 +122,9 @@ def schema() -> dict[str, Check]:
         "model.dropout": _number(0.0, 1.0), "model.attention_dropout": _number(0.0, 1.0),
         "model.mask_probability": _number(0.0, 1.0, low_open=True), "model.loss": _one_of("ce", "bce"),
         "model.dtype": _one_of("float32", "bfloat16", "float16"),
+        "model.reg_weight": _number(0.0),
+        "model.relation": _one_of("none", "co_interaction", "region", "proximity"),
+        "model.relation_window_s": _integer(1), "model.relation_radius_km": _number(0.0, low_open=True),
     }
 
 
