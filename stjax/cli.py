@@ -210,12 +210,13 @@ def _run_folder(workdir: str) -> Path:
 @_user_errors
 def evaluate_command(workdir):
     """Recompute validation and test metrics from the best checkpoint (rebuilds the data split)."""
-    from stjax.config import from_json
+    import ml_collections
+
     from stjax.train.checkpoint import Checkpoints
     from stjax.train.loop import build_run, make_evaluators, read_json
 
     path = _run_folder(workdir)
-    run = build_run(from_json(json.dumps(read_json(path / "config.json", "the run's config"))),
+    run = build_run(ml_collections.ConfigDict(read_json(path / "config.json", "the run's config")),
                     log=lambda m: None)
     checkpoints = Checkpoints(path, async_save=False, log=lambda m: err_console.print(m, highlight=False))
     if checkpoints.latest_step() is None:

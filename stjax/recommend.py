@@ -30,6 +30,7 @@ import numpy as np
 from stjax.data.errors import DataError, Issue
 from stjax.data.validate import MAX_TIMESTAMP
 from stjax.models.shared import mask_non_items
+from stjax.progress import rate_bar
 
 INT32_MAX = 2**31 - 1
 OUTPUT_SUFFIXES = (".jsonl", ".json", ".parquet")
@@ -461,27 +462,7 @@ def open_writer(out: str, item_tokens, stdout=None):
 
 
 def _progress_bar(total: int):
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    class UserRate(TextColumn):
-        def __init__(self):
-            super().__init__("")
-
-        def render(self, task):
-            from rich.text import Text
-
-            return Text(f"{task.speed:,.0f} users/s" if task.speed else "")
-
-    bar = Progress(TextColumn("recommending"), BarColumn(), MofNCompleteColumn(), UserRate(),
-                   TimeRemainingColumn(), console=Console(stderr=True), transient=True)
-    return bar, bar.add_task("recommend", total=total)
+    return rate_bar("recommending", total, "users", rate_format=",.0f", stderr=True, transient=True)
 
 
 def recommend(model, histories: Histories, item_tokens, k: int, out: str = "-", batch_size: int = 512,
@@ -528,8 +509,3 @@ def recommend_rows(model, histories: dict[str, list[tuple[str, int]]], vocab: di
     return rows, {"unknown_items": arrays.unknown_items}
 
 
-def recommend_stream(model, histories: Histories, item_tokens, k: int, batch_size: int = 512) -> Iterator[dict]:
-    """Row dicts (see `Recommendations.rows`), user by user, as the batches come."""
-    tokens = [str(token) for token in item_tokens]
-    for batch in recommend_batches(model, histories, k, batch_size):
-        yield from batch.rows(tokens)

@@ -20,12 +20,10 @@ class ConfigError(Exception):
 Check = Callable[[object], str | None]  # returns what is allowed when the value is not
 
 
-def _integer(minimum: int, maximum: int | None = None) -> Check:
+def _integer(minimum: int) -> Check:
     def check(value):
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum or \
-                (maximum is not None and value > maximum):
-            upper = f"..{maximum}" if maximum is not None else ""
-            return f"an integer in {minimum}{upper or '..'}" if upper else f"an integer >= {minimum}"
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            return f"an integer >= {minimum}"
         return None
     return check
 

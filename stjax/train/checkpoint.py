@@ -137,9 +137,6 @@ class Checkpoints:
         state, record, _ = self.restore_intact(abstract, prefer_best=True)
         return state, record
 
-    def steps(self) -> list[int]:
-        return list(self.manager.all_steps())
-
     def wait(self) -> None:
         try:
             self.manager.wait_until_finished()

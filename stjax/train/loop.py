@@ -19,14 +19,16 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from stjax import models
-from stjax.config import ConfigError, from_json, to_json
+from stjax.config import ConfigError, to_json
 from stjax.data.batching import BatchIterator, relative_times, sample_batch, user_histories
 from stjax.data.pipeline import prepare
 from stjax.eval.evaluator import EVALUATORS, EvaluationError, Evaluator, Evaluators
 from stjax.models.base import DataInfo
+from stjax.progress import rate_bar
 from stjax.train.checkpoint import Checkpoints
 from stjax.train.state import (
     Shardings,
@@ -93,7 +95,7 @@ def build_model(config, info: DataInfo, context=None, total_steps: int = 1, mesh
         raise ConfigError(f"train.batch_size {batch_size} is not divisible by the {mesh.shape['data']} "
                           f"data-parallel devices")
     module = spec.make(config.model, info)
-    context = jax.device_put(context if context is not None else {})
+    context = {} if context is None else context
     batch = sample_batch(spec.batch_kind, batch_size, info.max_length, info.max_bag,
                          int(config.data.num_negatives))
     state, tx, shardings = create_state(
@@ -190,7 +192,7 @@ def load_model(workdir: str | Path, num_devices: int = 0, model_parallel: int = 
     """The model of a run folder with its best checkpoint, on a mesh of this process's devices,
     without the data. Returns (model, run.json)."""
     workdir = Path(workdir)
-    config = from_json(json.dumps(read_json(workdir / "config.json", "the run's config")))
+    config = ml_collections.ConfigDict(read_json(workdir / "config.json", "the run's config"))
     record = read_json(workdir / "run.json", "the run's sizes")
     if not isinstance(record, dict) or not isinstance(record.get("info"), dict):
         raise TrainingError(f"{workdir / 'run.json'}: the run's sizes are not a JSON object with 'info'")
@@ -478,26 +480,6 @@ def _tensorboard(workdir: Path, step: int):
 def _progress(enabled: bool, total: int, done: int):
     if not enabled:
         return None
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    class StepRate(TextColumn):
-        def __init__(self):
-            super().__init__("")
-
-        def render(self, task):
-            from rich.text import Text
-
-            speed = task.speed
-            return Text(f"{speed:.1f} steps/s" if speed else "")
-
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), StepRate(),
-                   TimeRemainingColumn(), transient=False)
-    task = bar.add_task("training", total=total, completed=done)
-    bar.start()
-    return bar, task
+    bar = rate_bar("training", total, "steps", completed=done)
+    bar[0].start()
+    return bar
