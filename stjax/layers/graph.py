@@ -172,12 +172,16 @@ class TemporalGraphAttention(nn.Module):
 
     Φ is the functional time encoding cos(ω Δt + b). ages: float[E], seconds between the
     interaction on the edge and the time of the query at the receiver (>= 0).
+    time_learnable: learn ω and b (TGAT's default). With ages in seconds the gradient of ω grows
+      with the age (months of seconds: ~1e7), which can swamp a global gradient-norm clip; False
+      keeps ω at its geometric initialisation (1 s .. ~30 years) and b at 0.
     __call__(graph, ages) -> (graph with nodes float[N, features], attention float[E, H])
     """
 
     features: int
     num_heads: int = 2
     time_features: int = 16
+    time_learnable: bool = True
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -189,7 +193,7 @@ class TemporalGraphAttention(nn.Module):
         num_nodes = nodes.shape[0]
         H = self.num_heads
         C = self.features // H
-        encode = FunctionalTimeEncoding(self.time_features, dtype=self.dtype, param_dtype=self.param_dtype, name="time")
+        encode = FunctionalTimeEncoding(self.time_features, self.time_learnable, dtype=self.dtype, param_dtype=self.param_dtype, name="time")
         zero_time = jnp.broadcast_to(encode(jnp.zeros(())), (num_nodes, self.time_features))
         query_in = jnp.concatenate([nodes, zero_time], -1)
         key_parts = [nodes[graph.senders], encode(ages)]

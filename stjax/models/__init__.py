@@ -1,6 +1,6 @@
 """Registered models: every module of this package that defines `SPEC = ModelSpec(...)`.
 
-Adding a model is adding one file here; `shared.py` holds what several models use.
+Adding a model is adding one file here; `shared.py` and `shared_graph.py` hold what several models use.
 """
 
 import importlib
@@ -8,7 +8,7 @@ import pkgutil
 
 from stjax.models.base import REGISTRY, DataInfo, ModelSpec, get, register
 
-_NOT_MODELS = {"base", "shared"}
+_NOT_MODELS = {"base", "shared", "shared_graph"}
 
 
 def _discover() -> None:

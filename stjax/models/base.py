@@ -9,6 +9,9 @@ A model is one file in `stjax/models/` that defines `SPEC = ModelSpec(...)`; the
   prepare_scoring(module, variables, context=...) -> scoring  (once per evaluation / recommend pass)
   score(module, variables, batch, context=..., scoring=...) -> float[B, W]   (W >= I+1)
   encode(module, variables, batch, context=..., scoring=...) -> float[B, D]  (user vectors)
+  explain(module, variables, batch, context=..., scoring=...) -> {kind: (ids int[B, K], weights float[B, K])}
+      the model's own attention behind a user's scores (`stjax explain`); kinds: 'neighbours'
+      (user ids), 'items', 'places' (item ids), 'parts' (names tuple, weights)
 
 `batch` holds the fields of the model's `batch_kind` (see `stjax.data.batching`); `context` is
 the run-wide pytree from `make_context(prepared, info, config)` (graphs, features; {} for most);
@@ -108,6 +111,7 @@ class ModelSpec:
     init: Callable[..., Any] = sequence_init
     prepare_scoring: Callable[..., Any] = no_scoring
     encode: Callable[..., Any] | None = None
+    explain: Callable[..., Any] | None = None
     make_context: Callable[..., Any] = no_context
     trainable: bool = True
 

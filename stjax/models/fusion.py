@@ -1,0 +1,184 @@
+"""AE + RNN + GNN fusion: three views of a user fused into one vector for top-N.
+
+  ae   an autoencoder of the user's item-count vector: at position p the code is
+       tanh(W_enc · counts(items up to p) / count), written as a running mean of encoder rows
+       (the same product without a [B, I] matrix); its decoder reconstructs the counts of the
+       whole window (multinomial likelihood, weight `ae_weight`), as in Mult-DAE (Liang et al.,
+       WWW 2018) without the noise;
+  rnn  a GRU (or LSTM) over the item sequence;
+  gnn  LightGCN (He et al., SIGIR 2020) embeddings propagated over the training user-item
+       graph: the user's propagated vector, the same at every position;
+fused by gating or concatenation (`model.fusion`) into one vector per position, trained with
+cross-entropy over the catalogue at every position against the tied item table. `encode` gives
+the fused vector of the last position: `stjax export --what users` writes it for profiling.
+`model.parts` picks the views (ablations: drop one).
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from stjax.graphs import interaction_graph, normalized_adjacency
+from stjax.layers import RNN, lightgcn_propagate
+from stjax.models.base import ModelSpec
+from stjax.models.shared import TiedItemOutput, full_softmax_loss, item_embedding, mask_non_items
+
+PARTS = ("ae", "rnn", "gnn")
+
+
+def default_config() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(dict(
+        name="fusion", hidden=64, parts="ae,rnn,gnn", cell="gru", num_layers=2, ae_weight=0.1, fusion="gate",
+        dropout=0.2))
+
+
+def parse_parts(text: str) -> tuple[str, ...]:
+    parts = tuple(p.strip() for p in text.split(",") if p.strip())
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown or not parts:
+        raise ValueError(f"model.parts={text!r}; expected a comma-separated subset of {', '.join(PARTS)}")
+    return parts
+
+
+class Fusion(TiedItemOutput, nn.Module):
+    num_users: int
+    num_items: int
+    item_rows: int
+    hidden: int = 64
+    parts: tuple = PARTS
+    cell: str = "gru"
+    num_layers: int = 2
+    fusion: str = "gate"
+    dropout: float = 0.2
+
+    def setup(self):
+        D = self.hidden
+        self.item_embedding = item_embedding(self.item_rows, D)
+        self.input_dropout = nn.Dropout(self.dropout)
+        if "ae" in self.parts:
+            self.encoder_rows = nn.Embed(self.item_rows, D, embedding_init=nn.initializers.normal(0.02))
+            self.encoder = nn.Dense(D)
+            self.decoder = nn.Dense(D)
+        if "rnn" in self.parts:
+            self.rnn = RNN(cell=self.cell, hidden=D, forget_bias=1.0 if self.cell == "lstm" else 0.0)
+        if "gnn" in self.parts:
+            self.user_embedding = nn.Embed(self.num_users + 1, D, embedding_init=nn.initializers.normal(0.1))
+            self.graph_items = nn.Embed(self.item_rows, D, embedding_init=nn.initializers.normal(0.1))
+        if len(self.parts) > 1:
+            if self.fusion == "gate":
+                self.gates = [nn.Dense(D) for _ in self.parts]
+            else:
+                self.fuse = nn.Dense(D)
+        self.output = nn.Dense(D)
+
+    def propagate(self, senders, receivers):
+        """LightGCN over users 0..U and items U+1+(0..W-1): the propagated user table float[U+1, D]."""
+        nodes = jnp.concatenate([self.user_embedding.embedding, self.graph_items.embedding])
+        final, _ = lightgcn_propagate(nodes, senders, receivers, self.num_layers)
+        return final[: self.num_users + 1]
+
+    def views(self, items, users, user_table, deterministic):
+        """The views at every position: dict name -> float[B, T, D]."""
+        padding = items > 0
+        views = {}
+        if "ae" in self.parts:
+            rows = self.encoder_rows(items) * padding[..., None]
+            running = jnp.cumsum(rows, axis=1) / jnp.maximum(jnp.cumsum(padding, axis=1), 1)[..., None]
+            views["ae"] = jnp.tanh(self.encoder(running))
+        if "rnn" in self.parts:
+            x = self.input_dropout(self.item_embedding(items), deterministic=deterministic)
+            views["rnn"], _ = self.rnn(x, padding, deterministic)
+        if "gnn" in self.parts:
+            views["gnn"] = jnp.broadcast_to(user_table[users][:, None, :], (*items.shape, self.hidden))
+        return views
+
+    def __call__(self, items, users, senders, receivers, deterministic: bool = True, user_table=None):
+        """items int32[B, T] (left-padded), users int32[B] -> (fused float[B, T, D], views).
+        user_table: the propagated users (`propagate`), when already computed for an evaluation."""
+        if "gnn" in self.parts and user_table is None:
+            user_table = self.propagate(senders, receivers)
+        views = self.views(items, users, user_table, deterministic)
+        parts = [views[name] for name in self.parts]
+        if len(parts) == 1:
+            fused = parts[0]
+        elif self.fusion == "gate":
+            joined = jnp.concatenate(parts, -1)
+            fused = sum(jax.nn.sigmoid(gate(joined)) * part for gate, part in zip(self.gates, parts))
+        else:
+            fused = self.fuse(jnp.concatenate(parts, -1))
+        fused = self.output(self.input_dropout(fused, deterministic=deterministic))
+        if self.is_initializing() and "ae" in self.parts:
+            self.reconstruct(views["ae"][:, -1])  # creates the decoder's parameters
+        return fused * (items > 0)[..., None], views
+
+    def reconstruct(self, code):
+        """The AE decoder: code float[B, D] -> item logits float[B, W] (through the item table)."""
+        return self.logits(self.decoder(code))
+
+
+def make(config, info) -> nn.Module:
+    if config.fusion not in ("gate", "concat"):
+        raise ValueError(f"model.fusion={config.fusion!r}; expected gate or concat")
+    return Fusion(num_users=info.num_users, num_items=info.num_items, item_rows=info.item_rows, hidden=config.hidden,
+                  parts=parse_parts(config.parts), cell=config.cell, num_layers=config.num_layers,
+                  fusion=config.fusion, dropout=config.dropout)
+
+
+def make_context(prepared, info, config) -> dict:
+    """The training user-item graph for the gnn view (as LightGCN's): senders, receivers int32[2E]."""
+    if "gnn" not in parse_parts(config.model.parts):
+        return {"senders": np.zeros(0, np.int32), "receivers": np.zeros(0, np.int32)}
+    senders, receivers, _ = normalized_adjacency(interaction_graph(prepared.split), info.num_users, info.num_items)
+    return {"senders": senders.astype(np.int32), "receivers": receivers.astype(np.int32)}
+
+
+def init(module, rng, batch, *, context):
+    return module.init(rng, batch["items"], batch["users"], context["senders"], context["receivers"])
+
+
+def losses(module, variables, batch, *, rng, step, context, config):
+    """CE over the catalogue at every position + ae_weight x the AE's multinomial reconstruction
+    loss of the window's item counts (from the last position's code)."""
+    (fused, views) = module.apply(variables, batch["items"], batch["users"], context["senders"],
+                                  context["receivers"], deterministic=False, rngs={"dropout": rng})
+    logits = module.apply(variables, fused, method="logits")
+    loss, count = full_softmax_loss(logits, batch["targets"], batch["weights"], module.num_items)
+    aux = {"targets": count, "next_item": loss}
+    if "ae" in module.parts:
+        items = batch["items"]
+        reconstructed = mask_non_items(module.apply(variables, views["ae"][:, -1], method="reconstruct"),
+                                       module.num_items)
+        log_probs = jax.nn.log_softmax(reconstructed, -1)
+        picked = jnp.take_along_axis(log_probs, items, axis=-1)  # [B, T]
+        real = (items > 0) * batch["weights"][:, None]
+        nll = -jnp.sum(jnp.where(real > 0, picked, 0.0) * real, -1) / jnp.maximum(real.sum(-1), 1)
+        reconstruction = jnp.sum(nll * batch["weights"]) / jnp.maximum(batch["weights"].sum(), 1)
+        aux["reconstruction"] = reconstruction
+        loss = loss + config.ae_weight * reconstruction
+    return {"model": loss}, aux
+
+
+def prepare_scoring(module, variables, *, context):
+    """The gnn view's propagation, once per evaluation or recommend pass."""
+    if "gnn" not in module.parts:
+        return None
+    return module.apply(variables, context["senders"], context["receivers"], method="propagate")
+
+
+def encode(module, variables, batch, *, context, scoring=None):
+    fused, _ = module.apply(variables, batch["items"], batch["users"], context["senders"], context["receivers"],
+                            user_table=scoring)
+    return fused[:, -1]
+
+
+def score(module, variables, batch, *, context, scoring=None):
+    hidden = encode(module, variables, batch, context=context, scoring=scoring)
+    return mask_non_items(module.apply(variables, hidden, method="logits").astype(jnp.float32), module.num_items)
+
+
+SPEC = ModelSpec("fusion", default_config, make, losses, score, init=init, encode=encode,
+                 prepare_scoring=prepare_scoring, make_context=make_context)

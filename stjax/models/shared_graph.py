@@ -1,0 +1,103 @@
+"""What the graph models share: star graphs for neighbour attention, interval buckets, the
+relation and geography context, and the distance prior over candidate places. Not a model.
+
+A "star graph" turns a batch of queries, each with up to K neighbours, into one
+`jraph.GraphsTuple`: node q (0..Q-1) is query q, node Q + q*K + j its j-th neighbour, and a last
+zero node receives the edges of padding neighbours so that they never touch a real query.
+The graph layers of `stjax.layers.graph` then attend over exactly the real neighbours.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import jraph
+import numpy as np
+
+from stjax.graphs.context import RelationReport, item_geography, neighbour_table, relation_edges, temporal_lists
+from stjax.layers.encodings import EARTH_RADIUS_KM
+
+Array = jax.Array
+DISTANCE_EDGES_KM = (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
+INTERVAL_BUCKETS = 24  # log2 minutes: 1 minute .. ~16 years
+
+
+def star_graph(queries: Array, neighbours: Array, mask: Array) -> jraph.GraphsTuple:
+    """queries float[Q, D]; neighbours float[Q, K, D]; mask bool[Q, K] (True = real neighbour).
+
+    Edges neighbour -> query, in (q, j) order, so the layer's attention [Q*K, H] reshapes to
+    [Q, K, H]; padding edges point at the trailing zero node."""
+    Q, K, D = neighbours.shape
+    nodes = jnp.concatenate([queries, neighbours.reshape(Q * K, D), jnp.zeros((1, D), queries.dtype)])
+    senders = Q + jnp.arange(Q * K, dtype=jnp.int32)
+    receivers = jnp.where(mask.reshape(-1), jnp.repeat(jnp.arange(Q, dtype=jnp.int32), K), Q + Q * K)
+    return jraph.GraphsTuple(nodes=nodes, edges=None, senders=senders, receivers=receivers,
+                             n_node=jnp.asarray([nodes.shape[0]]), n_edge=jnp.asarray([Q * K]), globals=None)
+
+
+def interval_buckets(timestamps: Array) -> Array:
+    """int32[B, T] -> int32[B, T]: 0 at padding and at a sequence's first event, else
+    1 + floor(log2(1 + minutes since the previous event)), capped at INTERVAL_BUCKETS."""
+    previous = jnp.concatenate([timestamps[:, :1], timestamps[:, :-1]], axis=1)
+    minutes = jnp.maximum(timestamps - previous, 0).astype(jnp.float32) / 60.0
+    bucket = 1 + jnp.floor(jnp.log2(1.0 + minutes)).astype(jnp.int32)
+    return jnp.minimum(bucket, INTERVAL_BUCKETS)
+
+
+def first_positions(items: Array) -> Array:
+    """bool[B, T]: the first real position of each left-padded row (no previous event)."""
+    real = items > 0
+    previous_real = jnp.concatenate([jnp.zeros_like(real[:, :1]), real[:, :-1]], axis=1)
+    return real & ~previous_real
+
+
+def unit_vectors(latitude: Array, longitude: Array) -> Array:
+    """Degrees -> float[..., 3] points on the unit sphere."""
+    lat, lon = jnp.radians(latitude), jnp.radians(longitude)
+    return jnp.stack([jnp.cos(lat) * jnp.cos(lon), jnp.cos(lat) * jnp.sin(lon), jnp.sin(lat)], axis=-1)
+
+
+class DistancePrior(nn.Module):
+    """A learned score for each distance band between the current place and a candidate place:
+    bias(d) = Σ_k w_k [d >= edge_k], a step function over `DISTANCE_EDGES_KM` (equivalent to one
+    weight per band), computed from unit-vector dot products (cos of the central angle), so the
+    [.., W] pass is one matmul and a fused compare-and-add. Zero for an unknown location on either
+    side. __call__(origin float[..., 3], origin_known bool[...], places float[W, 3],
+    places_known bool[W]) -> float[..., W]."""
+
+    @nn.compact
+    def __call__(self, origin, origin_known, places, places_known):
+        weights = self.param("band_weights", nn.initializers.zeros, (len(DISTANCE_EDGES_KM),))
+        cosine = origin @ places.T  # [..., W]
+        thresholds = np.cos(np.asarray(DISTANCE_EDGES_KM) / EARTH_RADIUS_KM).astype(np.float32)
+        bias = jnp.zeros_like(cosine)
+        for k, threshold in enumerate(thresholds):
+            bias = bias + weights[k] * (cosine < threshold)  # farther than edge k
+        return jnp.where(origin_known[..., None] & places_known, bias, 0.0)
+
+
+def relation_context(prepared, info, model_config, log=print) -> dict:
+    """neighbours int32[U+1, K]: each user's K strongest relation neighbours (model.relation,
+    model.relation_file, model.relation_window_s, model.relation_radius_km; 'none' -> all 0)."""
+    report = RelationReport(model_config.relation)
+    senders, receivers, weights = relation_edges(
+        prepared.split, model_config.relation, file=model_config.get("relation_file", ""),
+        window_s=model_config.get("relation_window_s", 86_400),
+        radius_km=model_config.get("relation_radius_km", 1.0), report=report)
+    if model_config.relation != "none":
+        log(report.describe())
+    return {"neighbours": neighbour_table(senders, receivers, weights, info.num_users,
+                                          max(1, int(model_config.num_neighbours)))}
+
+
+def history_context(prepared) -> dict:
+    """Each user's training events by time (`temporal_lists(by='user')`): user_offsets,
+    user_items, user_times."""
+    lists = temporal_lists(prepared.split, "user")
+    return {"user_offsets": lists["offsets"], "user_items": lists["values"], "user_times": lists["times"]}
+
+
+def geography_context(prepared, info, resolution: int) -> dict:
+    """Per item row: latitude, longitude, located, cell (`item_geography`)."""
+    return item_geography(prepared.split, info.item_rows, resolution)

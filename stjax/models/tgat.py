@@ -1,0 +1,168 @@
+"""Temporal evolution graph recommender: TGAT-style attention over the user-item temporal graph.
+
+For a user's sequence, at every position p (item i_p at time t_p):
+  item layer   the item node at t_p attends (`stjax.layers.TemporalGraphAttention`) over the K
+               users who interacted with i_p most recently strictly before t_p (training events
+               only, read on device from a time-sorted CSR), keys carrying TGAT's functional time
+               encoding Φ(t_p - t_e) (Xu et al., ICLR 2020). This is the graph part: who else
+               used the item lately, and how long ago.
+  user layer   the user node at t_p attends over its own last `history` items up to p (its
+               neighbours before t in the same graph), with Φ of their age, so the state evolves
+               with the user's recent behaviour;
+  then, optionally, `num_blocks` causal transformer blocks over the user states of the sequence.
+Scores: dot products with the tied item table. Ablation: num_neighbours=0 drops the item layer's
+graph neighbours (item nodes keep only their own embedding).
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from stjax.graphs.context import gather_rows, recent_before, temporal_lists
+from stjax.layers import PositionEmbedding, TemporalGraphAttention, TransformerBlock
+from stjax.models.base import ModelSpec
+from stjax.models.shared import TiedItemOutput, full_softmax_loss, item_embedding, mask_non_items
+from stjax.models.shared_graph import star_graph
+
+
+def default_config() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(dict(
+        name="tgat", hidden=64, num_heads=2, time_features=16, num_neighbours=10, history=20, num_blocks=1,
+        dropout=0.2,
+        # learn_time: learn the time encoding's frequencies (TGAT's default); off, they stay at
+        # 1 s .. 30 years, since their gradient grows with ages in seconds and swamps the clip.
+        learn_time=False))
+
+
+class TGATRecommender(TiedItemOutput, nn.Module):
+    num_users: int
+    num_items: int
+    max_length: int
+    item_rows: int
+    hidden: int = 64
+    num_heads: int = 2
+    time_features: int = 16
+    num_neighbours: int = 10
+    history: int = 20
+    num_blocks: int = 1
+    dropout: float = 0.2
+    learn_time: bool = False
+
+    def setup(self):
+        D = self.hidden
+        self.item_embedding = item_embedding(self.item_rows, D)
+        if self.num_neighbours:
+            self.user_embedding = nn.Embed(self.num_users + 1, D, embedding_init=nn.initializers.normal(0.02))
+            self.item_layer = TemporalGraphAttention(D, self.num_heads, self.time_features, self.learn_time)
+        self.user_layer = TemporalGraphAttention(D, self.num_heads, self.time_features, self.learn_time)
+        self.input_dropout = nn.Dropout(self.dropout)
+        if self.num_blocks:
+            self.positions = PositionEmbedding(self.max_length)
+            self.blocks = [TransformerBlock(self.num_heads, D, self.dropout, self.dropout, causal=True, pre_norm=True)
+                           for _ in range(self.num_blocks)]
+        self.final_norm = nn.LayerNorm()
+
+    def item_nodes(self, items, timestamps, context):
+        """Each position's item at its time, from the users who used it just before.
+        -> (float[B, T, D], attention float[B, T, K, H] or None, neighbour users int32[B, T, K] or None)."""
+        x = self.item_embedding(items)
+        if not self.num_neighbours:
+            return x, None, None
+        B, T, D = x.shape
+        positions, mask = recent_before(context["item_offsets"], context["item_times"], items, timestamps,
+                                        self.num_neighbours)  # [B, T, K]
+        mask = mask & (items[..., None] > 0)
+        users = gather_rows(context["item_users"], positions, mask)
+        ages = (timestamps[..., None] - gather_rows(context["item_times"], positions, mask)).astype(jnp.float32)
+        K = users.shape[-1]
+        graph = star_graph(x.reshape(B * T, D), self.user_embedding(users).reshape(B * T, K, D), mask.reshape(B * T, K))
+        out, attention = self.item_layer(graph, ages.reshape(-1))
+        return out.nodes[: B * T].reshape(B, T, D), attention.reshape(B, T, K, -1), users
+
+    def user_nodes(self, nodes, items, timestamps):
+        """Each position's user state: attention over the `history` positions q <= p of the same
+        row. nodes float[B, T, D] -> (float[B, T, D], attention float[B, T, S, H], positions int32[T, S])."""
+        B, T, D = nodes.shape
+        S = min(self.history, T)
+        offsets = jnp.arange(S) - (S - 1)  # -(S-1) .. 0, oldest first
+        source = jnp.arange(T)[:, None] + offsets[None, :]  # [T, S]
+        valid = (source >= 0)[None] & (items[:, jnp.clip(source, 0)] > 0) & (items[..., None] > 0)  # [B, T, S]
+        source = jnp.clip(source, 0)
+        neighbours = nodes[:, source]  # [B, T, S, D]
+        ages = (timestamps[..., None] - timestamps[:, source]).astype(jnp.float32)
+        graph = star_graph(nodes.reshape(B * T, D), neighbours.reshape(B * T, S, D), valid.reshape(B * T, S))
+        out, attention = self.user_layer(graph, ages.reshape(-1))
+        return out.nodes[: B * T].reshape(B, T, D), attention.reshape(B, T, S, -1), source
+
+    def __call__(self, items, timestamps, context, deterministic: bool = True, explain: bool = False):
+        """items, timestamps int32[B, T] (left-padded) -> float[B, T, D] (and, with explain, the attention)."""
+        context = jax.tree_util.tree_map(jnp.asarray, context)  # NumPy at init, device arrays after
+        padding = items > 0
+        nodes, item_attention, neighbour_users = self.item_nodes(items, timestamps, context)
+        nodes = self.input_dropout(nodes, deterministic=deterministic) * padding[..., None]
+        x, user_attention, source = self.user_nodes(nodes, items, timestamps)
+        if self.num_blocks:
+            x = self.positions(x) * padding[..., None]
+            for block in self.blocks:
+                x, _ = block(x, padding, deterministic)
+        x = self.final_norm(x) * padding[..., None]
+        if not explain:
+            return x
+        return x, {"item_attention": item_attention, "neighbour_users": neighbour_users,
+                   "user_attention": user_attention, "source": source}
+
+
+def make(config, info) -> nn.Module:
+    return TGATRecommender(num_users=info.num_users, num_items=info.num_items, max_length=info.max_length,
+                           item_rows=info.item_rows, hidden=config.hidden, num_heads=config.num_heads,
+                           time_features=config.time_features, num_neighbours=config.num_neighbours,
+                           history=config.history, num_blocks=config.num_blocks, dropout=config.dropout,
+                           learn_time=config.learn_time)
+
+
+def make_context(prepared, info, config) -> dict:
+    """Each item's training events by time: item_offsets, item_users, item_times (relative s)."""
+    lists = temporal_lists(prepared.split, "item")
+    return {"item_offsets": lists["offsets"], "item_users": lists["values"], "item_times": lists["times"]}
+
+
+def init(module, rng, batch, *, context):
+    return module.init(rng, batch["items"], batch["timestamps"], context)
+
+
+def losses(module, variables, batch, *, rng, step, context, config):
+    hidden = module.apply(variables, batch["items"], batch["timestamps"], context, deterministic=False,
+                          rngs={"dropout": rng})
+    logits = module.apply(variables, hidden, method="logits")
+    loss, count = full_softmax_loss(logits, batch["targets"], batch["weights"], module.num_items)
+    return {"model": loss}, {"targets": count}
+
+
+def encode(module, variables, batch, *, context, scoring=None):
+    return module.apply(variables, batch["items"], batch["timestamps"], context)[:, -1]
+
+
+def score(module, variables, batch, *, context, scoring=None):
+    hidden = encode(module, variables, batch, context=context)
+    return mask_non_items(module.apply(variables, hidden, method="logits").astype(jnp.float32), module.num_items)
+
+
+def explain(module, variables, batch, *, context, scoring=None) -> dict:
+    """The attention behind the last position: past items (item ids [B, S] and the user layer's
+    weights averaged over heads) and neighbours (the users who used the last item just before,
+    with the item layer's weights; absent when num_neighbours = 0)."""
+    _, details = module.apply(variables, batch["items"], batch["timestamps"], context, explain=True)
+    items = batch["items"][:, details["source"][-1]]  # [B, S]
+    weights = details["user_attention"][:, -1].mean(-1)
+    out = {"items": (items, jnp.where(items > 0, weights, 0.0))}
+    if details["neighbour_users"] is not None:
+        users = details["neighbour_users"][:, -1]
+        out["neighbours"] = (users, jnp.where(users > 0, details["item_attention"][:, -1].mean(-1), 0.0))
+    return out
+
+
+SPEC = ModelSpec("tgat", default_config, make, losses, score, init=init, encode=encode, explain=explain,
+                 make_context=make_context)
