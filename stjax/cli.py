@@ -277,6 +277,49 @@ def recommend_command(workdir, history_path, users, k, out, batch_size, no_progr
     err_console.print(summary_line(summary), highlight=False)
 
 
+@main.command("explain")
+@click.option("--workdir", required=True, help="Run folder of stjax train (a model with attention: lstm_gat, tgat).")
+@click.option("--user", "user", required=True, help="An original user id of the run's log.")
+@click.option("--k", default=10, show_default=True, type=click.IntRange(1), help="Recommendations to show.")
+@click.option("--top", default=5, show_default=True, type=click.IntRange(1), help="Entries per kind of attention.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@_user_errors
+def explain_command(workdir, user, k, top, as_json):
+    """USER's top recommendations and the model's own attention behind them: neighbours, past items,
+    places and the weights of the model's parts."""
+    from rich.table import Table
+
+    from stjax.explain import explain_user
+    from stjax.recommend import RecommendError, check_k
+    from stjax.train.loop import load_model
+
+    path = _run_folder(workdir)
+    try:
+        model, _ = load_model(path)
+        result = explain_user(model, path, user, check_k(k, model.info.num_items), top)
+    except RecommendError as err:
+        raise UserError(str(err)) from None
+    if as_json:
+        console.print_json(json.dumps(result))
+        return
+    console.print(f"user {result['user']} ({result['history']} events), model {result['model']}", highlight=False)
+    table = Table(title=f"top {len(result['recommendations'])} recommendations")
+    table.add_column("rank", justify="right")
+    table.add_column("item")
+    table.add_column("score", justify="right")
+    for rank, row in enumerate(result["recommendations"], 1):
+        table.add_row(str(rank), row["item"], f"{row['score']:.4f}")
+    console.print(table)
+    titles = {"neighbours": "neighbours (user: attention)", "items": "past items (item: attention)",
+              "places": "places (venue/item: attention)"}
+    for kind, title in titles.items():
+        if kind in result:
+            entries = ", ".join(f"{e['id']}: {e['weight']:.3f}" for e in result[kind]) or "(none)"
+            console.print(f"{title}: {entries}", highlight=False)
+    if "parts" in result:
+        console.print("parts: " + ", ".join(f"{n} {w:.3f}" for n, w in result["parts"].items()), highlight=False)
+
+
 @main.command("export")
 @click.option("--workdir", required=True)
 @click.option("--what", type=click.Choice(["users"]), default="users", show_default=True)

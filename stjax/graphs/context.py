@@ -15,6 +15,7 @@ batch position's timestamp compares with stored event times directly.
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -37,6 +38,10 @@ class RelationReport:
     listed: int = 0
     unknown_users: int = 0
     self_loops: int = 0
+
+    def announce(self) -> None:
+        """One line on stderr (stdout may carry a command's output)."""
+        print(self.describe(), file=sys.stderr)
 
     def describe(self) -> str:
         text = f"user relation '{self.method}': {self.edges} directed edges"

@@ -15,7 +15,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from stjax.graphs import interaction_graph, normalized_adjacency, user_relation_graph
+from stjax.graphs import interaction_graph, normalized_adjacency
+from stjax.graphs.context import RelationReport, relation_edges
 from stjax.layers import lightgcn_propagate
 from stjax.models.base import ModelSpec
 from stjax.models.shared import item_embedding
@@ -23,10 +24,11 @@ from stjax.models.shared import item_embedding
 
 def default_config() -> ml_collections.ConfigDict:
     # relation: 'none' (plain LightGCN) or a user-user graph added to the propagation (the social
-    # variant): 'co_interaction' (same item within relation_window_s), 'region' (same most frequent
-    # region) or 'proximity' (mean locations within relation_radius_km); see stjax.graphs.
+    # variant): 'given' (a trust edge list, `user user [weight]`, in relation_file), 'co_interaction'
+    # (same item within relation_window_s), 'region' (same most frequent region) or 'proximity'
+    # (mean locations within relation_radius_km); see stjax.graphs.
     return ml_collections.ConfigDict(dict(name="lightgcn", hidden=64, num_layers=3, reg_weight=1e-4, relation="none",
-                                          relation_window_s=86_400, relation_radius_km=1.0))
+                                          relation_file="", relation_window_s=86_400, relation_radius_km=1.0))
 
 
 class LightGCN(nn.Module):
@@ -66,11 +68,13 @@ def make_context(prepared, info, config) -> dict:
     """The training user-item graph (`stjax.graphs`), deduplicated, both directions: senders,
     receivers int32[2E] over users 0..U then items U+1+i."""
     senders, receivers, _ = normalized_adjacency(interaction_graph(prepared.split), info.num_users, info.num_items)
-    relation = config.model.relation
-    if relation != "none":
-        params = {"co_interaction": {"window_s": int(config.model.relation_window_s)},
-                  "proximity": {"radius_km": float(config.model.relation_radius_km)}}.get(relation, {})
-        social_senders, social_receivers, _ = user_relation_graph(prepared.split, relation, **params)
+    model = config.model
+    if model.relation != "none":
+        report = RelationReport(model.relation)
+        social_senders, social_receivers, _ = relation_edges(
+            prepared.split, model.relation, file=model.relation_file, window_s=model.relation_window_s,
+            radius_km=model.relation_radius_km, report=report)
+        report.announce()
         # User nodes keep their ids (0..U): the relation edges join the user side of the graph.
         senders = np.concatenate([senders, social_senders])
         receivers = np.concatenate([receivers, social_receivers])
