@@ -15,7 +15,13 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from stjax.recommend import RecommendError, build_batch, histories_from_run, make_recommend_step, round_batch_size
+from stjax.recommend import (
+    RecommendError,
+    build_batch,
+    histories_from_run,
+    make_recommend_step,
+    round_batch_size,
+)
 
 KIND_TOKENS = {"neighbours": "users", "items": "items", "places": "items"}
 
