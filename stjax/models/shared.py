@@ -30,6 +30,14 @@ class TiedItemOutput:
         """hidden: float[..., D] -> float[..., W]."""
         return self.item_embedding.attend(hidden)
 
+    def item_logits(self, hidden):
+        """hidden: float[..., D] -> float[..., I]: `logits` over the real items only (column j is
+        item j + 1). Slicing the table's rows 1..I first costs nothing; masking columns of the
+        [..., W] result costs a pass over it, forward and backward."""
+        table = self.item_embedding
+        query, rows = table.promote_dtype(hidden, table.embedding[1: self.num_items + 1], dtype=table.dtype)
+        return jnp.dot(query, rows.T)
+
     def embeddings(self):
         return self.item_embedding.embedding
 
@@ -47,16 +55,26 @@ def full_softmax_loss(logits: Array, targets: Array, weights: Array, num_items: 
     """Cross-entropy over the whole catalogue at every position with a target.
 
     logits: float[B, T, W]; targets: int32[B, T] (0 = no target); weights: float[B].
+    Returns (mean loss over targets, number of targets). Columns 0 and above `num_items` are not
+    classes (as if masked with -inf): the loss reads the columns 1..I (`item_softmax_loss`).
+    """
+    return item_softmax_loss(logits[..., 1: num_items + 1], targets, weights)
+
+
+def item_softmax_loss(item_logits: Array, targets: Array, weights: Array) -> tuple[Array, Array]:
+    """`full_softmax_loss` on logits over the real items only.
+
+    item_logits: float[B, T, I] (column j is item j + 1, as `TiedItemOutput.item_logits` gives);
+    targets: int32[B, T] in 0..I (0 = no target); weights: float[B].
     Returns (mean loss over targets, number of targets).
     """
-    logits = mask_non_items(logits.astype(jnp.float32), num_items)
-    log_norm = jax.nn.logsumexp(logits, axis=-1)
-    target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+    item_logits = item_logits.astype(jnp.float32)
+    log_norm = jax.nn.logsumexp(item_logits, axis=-1)  # [B, T]
+    # Target 0 (none) reads column 0 and is then weighted out: every logit is finite, so no inf * 0.
+    target_logit = jnp.take_along_axis(item_logits, jnp.maximum(targets - 1, 0)[..., None], axis=-1)[..., 0]
     valid = (targets > 0) * weights[:, None]
-    # Padding targets (0) have logit -inf: mask before multiplying so that no inf * 0 appears.
-    per_position = jnp.where(valid > 0, log_norm - target_logit, 0.0)
     count = valid.sum()
-    return jnp.sum(per_position * valid) / jnp.maximum(count, 1.0), count
+    return jnp.sum((log_norm - target_logit) * valid) / jnp.maximum(count, 1.0), count
 
 
 def sampled_bce_loss(hidden: Array, item_embeddings: Array, targets: Array, weights: Array, rng: Array,
@@ -84,6 +102,9 @@ def sequence_losses(module, variables, batch, *, rng, step, context, config):
         table = module.apply(variables, method="embeddings")
         loss, count = sampled_bce_loss(hidden, table, batch["targets"], batch["weights"], negative_rng,
                                        module.num_items)
+    elif isinstance(module, TiedItemOutput) and type(module).logits is TiedItemOutput.logits:
+        item_logits = module.apply(variables, hidden, method="item_logits")  # [B, T, I]: no padding columns
+        loss, count = item_softmax_loss(item_logits, batch["targets"], batch["weights"])
     else:
         logits = module.apply(variables, hidden, method="logits")
         loss, count = full_softmax_loss(logits, batch["targets"], batch["weights"], module.num_items)
