@@ -136,6 +136,7 @@ def fit(data_dir: str, dataset: str) -> None:
     def recorded(*args, **kwargs):
         score, result = validate(*args, **kwargs)
         history.append({"s": round(time.perf_counter() - start, 2), "valid_ndcg@10": float(score)})
+        print("EPOCH " + json.dumps(history[-1]), flush=True)  # a caller that stops us early keeps these
         return score, result
 
     trainer._valid_epoch = recorded
