@@ -176,7 +176,10 @@ def data_defaults() -> ml_collections.ConfigDict:
         max_targets=0, fold_in_fraction=0.8,
         # Arrow's system allocator and heap trimming between stages (large logs).
         low_memory=True,
-        synthetic_users=1000, synthetic_items=1000, synthetic_events=100_000))
+        # Synthetic data: sizes, the share of events copied from a planted influencer, and where
+        # influencers live ('same' region as the user or 'any').
+        synthetic_users=1000, synthetic_items=1000, synthetic_events=100_000, synthetic_influence=0.1,
+        synthetic_influencer_region="same"))
 
 
 def base_config(model: str, source: str = "synthetic") -> ml_collections.ConfigDict:

@@ -20,13 +20,15 @@ from stjax.data.splits import TEST, TRAIN, VALID, Split
 class SequenceBatch(NamedTuple):
     """Training batch: the loss is taken at every position where targets > 0.
 
-    users: int32[B]; items, timestamps, targets: int32[B, T]; weights: float32[B]
+    users: int32[B]; items, timestamps, targets: int32[B, T]; target_times: int32[B, T], the time
+    of each target (0 = none); weights: float32[B]
     """
 
     users: np.ndarray
     items: np.ndarray
     timestamps: np.ndarray
     targets: np.ndarray
+    target_times: np.ndarray
     weights: np.ndarray
 
 
@@ -130,6 +132,8 @@ def build_sequences(split: Split, max_length: int, window: str = "last", max_tar
         "items": seq_items[:, :-1],
         "timestamps": seq_times[:, :-1],
         "targets": np.where(seq_items[:, :-1] > 0, seq_items[:, 1:], 0).astype(np.int32),
+        # When each target happened: the time at which its recommendation is asked for.
+        "target_times": np.where(seq_items[:, :-1] > 0, seq_times[:, 1:], 0).astype(np.int32),
     }
     data = {}
     for name, part in (("valid", VALID), ("test", TEST)):
@@ -402,7 +406,8 @@ def sample_batch(kind: str, batch_size: int, max_length: int, max_bag: int = 1, 
     zeros = {"users": np.zeros(batch_size, np.int32), "weights": np.zeros(batch_size, np.float32)}
     if kind == "sequence":
         window = np.zeros((batch_size, max_length), np.int32)
-        return zeros | {"items": window, "timestamps": window.copy(), "targets": window.copy()}
+        return zeros | {"items": window, "timestamps": window.copy(), "targets": window.copy(),
+                        "target_times": window.copy()}
     if kind == "bag":
         return zeros | {"bag": np.zeros((batch_size, max(1, max_bag)), np.int32)}
     if kind == "pairs":

@@ -71,6 +71,8 @@ def load_source(config, log=print) -> tuple[InteractionLog, RepairReport, object
             num_users=config.synthetic_users,
             num_items=config.synthetic_items,
             num_events=config.synthetic_events,
+            influence_probability=config.synthetic_influence,
+            influencer_region=config.synthetic_influencer_region,
         )
         interactions, truth = generate(config.seed, synthetic)
         report = RepairReport(rows_read=len(interactions), kept=len(interactions))

@@ -38,6 +38,7 @@ class SyntheticConfig:
     follow_probability: float = 0.35  # next item is the successor of the previous one
     influence_probability: float = 0.1  # event copies an item an influencer consumed
     influencers_per_user: int = 4
+    influencer_region: str = "same"  # 'same': influencers live in the user's region; 'any': anywhere
     anomalous_fraction: float = 0.02
     drift_strength: float = 2.5
 
@@ -177,8 +178,10 @@ def generate(seed: int = 0, config: SyntheticConfig | None = None) -> tuple[Inte
     senders_list, receivers_list = [], []
     k = c.influencers_per_user
     influencer_matrix = np.zeros((c.num_users, k), dtype=np.int64)
+    if c.influencer_region not in ("same", "any"):
+        raise ValueError(f"influencer_region={c.influencer_region!r}; expected 'same' or 'any'")
     for u in range(c.num_users):
-        same = np.flatnonzero(user_region == user_region[u])
+        same = np.flatnonzero(user_region == user_region[u]) if c.influencer_region == "same" else np.arange(c.num_users)
         candidates = same[same != u]
         if len(candidates) == 0:  # alone in its region: influencers come from anywhere
             candidates = np.delete(np.arange(c.num_users), u)

@@ -23,6 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from stjax.graphs.context import gather_rows, recent_before
 from stjax.layers import GAT, RNN, DistanceBucketEmbedding, GeoCellEmbedding, sinusoidal_latlon
@@ -50,7 +51,9 @@ def default_config() -> ml_collections.ConfigDict:
         # social part: relation in none|given|co_interaction|region|proximity (stjax.graphs);
         # relation_file: the trust edge list for 'given'.
         relation="co_interaction", relation_file="", relation_window_s=86_400, relation_radius_km=1.0,
-        num_neighbours=8, neighbour_items=3,
+        # social_copy: each neighbour's recent items also score directly with its GAT weight (a
+        # pointer to what the neighbours just did, scaled by a learned factor).
+        num_neighbours=8, neighbour_items=3, social_copy=True,
         # geo part and the distance prior over candidates; cells are H3 at cell_resolution.
         use_geo=True, distance_term=True, cell_resolution=7, latlon_features=32,
         fusion="gate"))
@@ -69,6 +72,7 @@ class LSTMGAT(TiedItemOutput, nn.Module):
     neighbour_items: int = 3
     use_geo: bool = True
     distance_term: bool = True
+    social_copy: bool = True
     latlon_features: int = 32
     fusion: str = "gate"
 
@@ -81,6 +85,11 @@ class LSTMGAT(TiedItemOutput, nn.Module):
         if self.use_graph:
             self.user_embedding = nn.Embed(self.num_users + 1, D, embedding_init=nn.initializers.normal(0.02))
             self.gat = GAT(D // self.num_heads, num_heads=self.num_heads, concat=True, self_loops=True)
+            if self.social_copy:
+                # exp(log scale): Adam moves a log scale multiplicatively, so the term can reach the
+                # size of the logits within a few hundred steps; it starts at 10 (a boost of ~0.4
+                # logits per item for K = 8, L = 3).
+                self.copy_log_scale = self.param("copy_log_scale", nn.initializers.constant(np.log(10.0)), ())
         if self.use_geo:
             self.latlon = nn.Dense(D)
             self.cells = GeoCellEmbedding(self.item_rows, D)
@@ -98,7 +107,8 @@ class LSTMGAT(TiedItemOutput, nn.Module):
                 self.keys = nn.Dense(D)
 
     def social(self, state, items, timestamps, users, context, deterministic):
-        """GAT over each position's relation neighbours. state float[B, T, D] ->
+        """GAT over each position's relation neighbours and what they did before `timestamps`
+        (the query times: when the next item is asked for). state float[B, T, D] ->
         (float[B, T, D], attention float[B, T, K, H], neighbours int32[B, T, K], their recent
         items int32[B, T, K, L])."""
         B, T, D = state.shape
@@ -146,9 +156,11 @@ class LSTMGAT(TiedItemOutput, nn.Module):
         weights = jax.nn.softmax(logits, -1)
         return jnp.einsum("btp,btpd->btd", weights, stacked), weights
 
-    def __call__(self, items, timestamps, users, context, deterministic: bool = True, explain: bool = False):
-        """items, timestamps int32[B, T] (left-padded), users int32[B] -> fused float[B, T, D]
-        (and, with explain, a dict of the attention weights)."""
+    def __call__(self, items, timestamps, users, context, deterministic: bool = True, query_times=None):
+        """items, timestamps int32[B, T] (left-padded), users int32[B] -> (fused float[B, T, D],
+        details: the attention weights, neighbours and their recent items). query_times int32[B, T]: when the
+        item after each position is asked for (default: the position's own time); neighbours'
+        training events strictly before it feed the social part."""
         context = jax.tree_util.tree_map(jnp.asarray, context)  # NumPy at init, device arrays after
         padding = items > 0
         intervals = jnp.where(first_positions(items), 0, interval_buckets(timestamps)) * padding
@@ -157,7 +169,8 @@ class LSTMGAT(TiedItemOutput, nn.Module):
         state, _ = self.rnn(x, padding, deterministic)
         parts, details = [state], {}
         if self.use_graph:
-            social, attention, neighbours, recent = self.social(state, items, timestamps, users, context,
+            query_times = timestamps if query_times is None else jnp.maximum(query_times, timestamps)
+            social, attention, neighbours, recent = self.social(state, items, query_times, users, context,
                                                                 deterministic)
             parts.append(social)
             details |= {"neighbour_attention": attention, "neighbours": neighbours, "neighbour_items": recent}
@@ -166,17 +179,28 @@ class LSTMGAT(TiedItemOutput, nn.Module):
         fused, weights = self.combine(parts)
         if weights is not None:
             details["part_weights"] = weights
-        fused = fused * padding[..., None]
-        return (fused, details) if explain else fused
+        return fused * padding[..., None], details
 
-    def logits_at_every_position(self, items, timestamps, users, context, deterministic: bool = True):
+    def logits_at_every_position(self, items, timestamps, users, context, deterministic: bool = True,
+                                 query_times=None):
         """float[B, T, W]: what training needs (and what init traces, so every parameter exists)."""
-        return self.scores(self(items, timestamps, users, context, deterministic), items, context)
+        hidden, details = self(items, timestamps, users, context, deterministic, query_times=query_times)
+        return self.scores(hidden, items, context, details)
 
-    def scores(self, hidden, items, context):
-        """hidden float[B, T, D], the current places items int32[B, T] -> float[B, T, W]."""
+    def scores(self, hidden, items, context, details):
+        """hidden float[B, T, D], the current places items int32[B, T], the details of __call__
+        -> float[B, T, W]: dot products with the item table, + the distance prior, + the social
+        copy term (each neighbour's recent items get its GAT weight / L, times a learned scale)."""
         context = jax.tree_util.tree_map(jnp.asarray, context)
         logits = self.logits(hidden)
+        if self.use_graph and self.social_copy:
+            B, T, W = logits.shape
+            recent = details["neighbour_items"]  # [B, T, K, L]
+            weights = details["neighbour_attention"].mean(-1)  # [B, T, K]
+            share = jnp.where(recent > 0, weights[..., None] / recent.shape[-1], 0.0).reshape(B * T, -1)
+            rows = jnp.broadcast_to(jnp.arange(B * T)[:, None], share.shape)
+            copy = jnp.zeros((B * T, W), logits.dtype).at[rows, recent.reshape(B * T, -1)].add(share)
+            logits = logits + jnp.exp(self.copy_log_scale) * copy.reshape(B, T, W)
         if self.use_geo and self.distance_term:
             places = unit_vectors(context["latitude"], context["longitude"])  # [W, 3]
             origin = places[items]
@@ -192,7 +216,7 @@ def make(config, info) -> nn.Module:
                    hidden=config.hidden, cell=config.cell, num_heads=config.num_heads, dropout=config.dropout,
                    use_graph=config.relation != "none", num_neighbours=config.num_neighbours,
                    neighbour_items=config.neighbour_items, use_geo=config.use_geo,
-                   distance_term=config.distance_term, latlon_features=config.latlon_features, fusion=config.fusion)
+                   distance_term=config.distance_term, social_copy=config.social_copy, latlon_features=config.latlon_features, fusion=config.fusion)
 
 
 def make_context(prepared, info, config) -> dict:
@@ -208,18 +232,34 @@ def init(module, rng, batch, *, context):
 
 def losses(module, variables, batch, *, rng, step, context, config):
     logits = module.apply(variables, batch["items"], batch["timestamps"], batch["users"], context,
-                          deterministic=False, rngs={"dropout": rng}, method="logits_at_every_position")
+                          deterministic=False, rngs={"dropout": rng}, method="logits_at_every_position",
+                          query_times=batch["target_times"])
     loss, count = full_softmax_loss(logits, batch["targets"], batch["weights"], module.num_items)
     return {"model": loss}, {"targets": count}
 
 
+def _query_times(batch):
+    """The time each position's next item is asked for: the next event's time; for the last
+    position the target's time when the batch has one (evaluation), else the last event's."""
+    timestamps = batch["timestamps"]
+    last = batch.get("target_timestamps", timestamps[:, -1])
+    return jnp.concatenate([timestamps[:, 1:], jnp.asarray(last, timestamps.dtype)[:, None]], axis=1)
+
+
+def _last(tree):
+    return jax.tree_util.tree_map(lambda x: x[:, -1:], tree)
+
+
 def encode(module, variables, batch, *, context, scoring=None):
-    return module.apply(variables, batch["items"], batch["timestamps"], batch["users"], context)[:, -1]
+    return module.apply(variables, batch["items"], batch["timestamps"], batch["users"], context,
+                        query_times=_query_times(batch))[0][:, -1]
 
 
 def score(module, variables, batch, *, context, scoring=None):
-    hidden = module.apply(variables, batch["items"], batch["timestamps"], batch["users"], context)[:, -1:]
-    logits = module.apply(variables, hidden, batch["items"][:, -1:], context, method="scores")[:, 0]
+    hidden, details = module.apply(variables, batch["items"], batch["timestamps"], batch["users"], context,
+                                   query_times=_query_times(batch))
+    logits = module.apply(variables, hidden[:, -1:], batch["items"][:, -1:], context, _last(details),
+                          method="scores")[:, 0]
     return mask_non_items(logits.astype(jnp.float32), module.num_items)
 
 
@@ -228,7 +268,8 @@ def explain(module, variables, batch, *, context, scoring=None) -> dict:
     averaged over heads [B, K]; 0 where absent), the places those neighbours visited recently
     (item ids [B, K*L], each carrying its neighbour's weight / L), and the fusion weights of the
     parts (sequence, social, geo) when the fusion is attention or gating."""
-    _, details = module.apply(variables, batch["items"], batch["timestamps"], batch["users"], context, explain=True)
+    _, details = module.apply(variables, batch["items"], batch["timestamps"], batch["users"], context,
+                              query_times=_query_times(batch))
     out = {}
     if "neighbours" in details:
         weights = details["neighbour_attention"][:, -1].mean(-1)  # [B, K]
