@@ -1,0 +1,144 @@
+"""The graph models end to end: no held-out event reaches a score, the CLI explains with the
+model's own attention, and clear one-line errors where a model has nothing to explain."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from stjax.config import base_config, tiny
+from stjax.data import TEST, VALID
+from stjax.train.loop import build_run
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(name, **model):
+    config = tiny(base_config(name))
+    with config.unlocked():
+        for key, value in model.items():
+            config.model[key] = value
+    return build_run(config, log=lambda m: None)
+
+
+@pytest.mark.parametrize("name", ["lstm_gat", "tgat", "fusion"])
+def test_context_holds_no_validation_or_test_event(name):
+    """Every event a graph model can read through its context is a training event: the user-time
+    and item-time lists and the graph edges match the training part exactly."""
+    run = _run(name)
+    split, log = run.prepared.split, run.prepared.log
+    held_out = (split.part == VALID) | (split.part == TEST)
+    relative = log.timestamp - log.timestamp.min()
+    held = set(zip(log.user[held_out].tolist(), log.item[held_out].tolist(), relative[held_out].tolist()))
+    context = {key: np.asarray(value) for key, value in run.context.items()}
+    events = set()
+    if "user_offsets" in context:
+        offsets = context["user_offsets"]
+        for user in range(1, len(offsets) - 1):
+            rows = slice(offsets[user], offsets[user + 1])
+            events |= {(user, i, t) for i, t in zip(context["user_items"][rows].tolist(),
+                                                    context["user_times"][rows].tolist())}
+    if "item_offsets" in context:
+        offsets = context["item_offsets"]
+        for item in range(1, len(offsets) - 1):
+            rows = slice(offsets[item], offsets[item + 1])
+            events |= {(u, item, t) for u, t in zip(context["item_users"][rows].tolist(),
+                                                    context["item_times"][rows].tolist())}
+    if events:
+        train = ~held_out
+        assert events == set(zip(log.user[train].tolist(), log.item[train].tolist(), relative[train].tolist()))
+        assert not events & held
+    if "senders" in context:  # the LightGCN view: user-item pairs of training events only
+        users = run.info.num_users
+        pairs = {(s, r - users - 1) for s, r in zip(context["senders"].tolist(), context["receivers"].tolist())
+                 if s <= users < r}
+        train_pairs = set(zip(log.user[~held_out].tolist(), log.item[~held_out].tolist()))
+        assert pairs == train_pairs
+
+
+def test_lstm_gat_scores_ignore_neighbours_events_after_the_query_time():
+    """Moving a neighbour's training events to after the target time changes nothing; moving them
+    before it does (the social part reads exactly the events strictly before the query time)."""
+    run = _run("lstm_gat", relation="co_interaction")
+    spec, module = run.spec, run.module
+    variables = {"params": run.state.params}
+    examples = run.prepared.sequences.test
+    batch = {k: jnp.asarray(v[:8]) for k, v in examples.items()}
+    context = {key: np.asarray(value).copy() for key, value in run.context.items()}
+    scores = np.asarray(spec.score(module, variables, batch, context=context))
+    # Events already after every query time of the batch only move further away (rows stay sorted).
+    late = dict(context)
+    query_max = int(max(np.asarray(batch["target_timestamps"]).max(), np.asarray(batch["timestamps"]).max()))
+    late["user_times"] = np.where(context["user_times"] > query_max, context["user_times"] + 10**6,
+                                  context["user_times"])
+    np.testing.assert_array_equal(np.asarray(spec.score(module, variables, batch, context=late)), scores)
+    early = dict(context)
+    early["user_times"] = np.zeros_like(context["user_times"])  # every neighbour event now precedes t
+    assert not np.allclose(np.asarray(spec.score(module, variables, batch, context=early)), scores)
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "stjax.cli", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=600)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Run folders of one-epoch tiny runs (trained in this process: the CLI is run below)."""
+    from stjax.train.loop import train_and_evaluate
+
+    folders = {}
+    for name in ("lstm_gat", "tgat", "fusion"):
+        workdir = tmp_path_factory.mktemp(name)
+        config = tiny(base_config(name))
+        with config.unlocked():
+            config.train.num_epochs = 1
+        train_and_evaluate(config, workdir, log=lambda m: None, progress=False)
+        folders[name] = workdir
+    return folders
+
+
+def test_explain_gives_the_models_own_attention(trained):
+    from stjax.explain import explain_user
+    from stjax.recommend import histories_from_run, recommend_batches
+    from stjax.train.loop import load_model
+
+    for name, kinds in (("lstm_gat", {"neighbours", "places", "parts"}), ("tgat", {"items", "neighbours"})):
+        model, _ = load_model(trained[name])
+        result = explain_user(model, trained[name], "u00003", k=5)
+        assert result["user"] == "u00003" and result["model"] == name and len(result["recommendations"]) == 5
+        assert kinds <= set(result)
+        scores = [row["score"] for row in result["recommendations"]]
+        assert scores == sorted(scores, reverse=True)
+        for kind in kinds - {"parts"}:
+            weights = [entry["weight"] for entry in result[kind]]
+            assert weights and weights == sorted(weights, reverse=True) and all(0 < w <= 1 for w in weights)
+        # The recommendations are those of `stjax recommend` for the same user.
+        vocab = json.loads((trained[name] / "vocab.json").read_text())
+        histories = histories_from_run(trained[name], vocab)
+        rows = {row["user"]: row for batch in recommend_batches(model, histories, 5) for row in batch.rows(vocab["items"])}
+        assert rows["u00003"]["items"] == [row["item"] for row in result["recommendations"]]
+        if name == "tgat":  # the user layer's weights over past items sum to one
+            everything = explain_user(model, trained[name], "u00005", k=3, top=100)
+            assert abs(sum(entry["weight"] for entry in everything["items"]) - 1.0) < 1e-4
+    model, _ = load_model(trained["fusion"])
+    from stjax.recommend import RecommendError
+
+    with pytest.raises(RecommendError, match=r"^model 'fusion' has no attention to explain; `stjax explain` reads "
+                                             r"the attention of lstm_gat, tgat$"):
+        explain_user(model, trained["fusion"], "u00003")
+
+
+def test_explain_cli(trained):
+    done = _cli("explain", "--workdir", str(trained["lstm_gat"]), "--user", "u00003")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "top 10 recommendations" in done.stdout and "neighbours (user: attention):" in done.stdout
+    assert "parts: sequence" in done.stdout
+    done = _cli("explain", "--workdir", str(trained["tgat"]), "--user", "nobody")
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("error: --user nobody: no such user in the run's log (its ids look like u00000, "
+                                   "u00001, u00002)")
