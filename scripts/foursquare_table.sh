@@ -7,10 +7,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 STJAX=${STJAX:-.venv/bin/stjax}
 DEFAULT_ROWS="popularity:popularity: sasrec:sasrec: tisasrec:tisasrec: gru4rec:gru4rec: lightgcn:lightgcn:
-lstm_gat:lstm_gat: lstm_gat-no-geo:lstm_gat:model.use_geo=false lstm_gat-no-relation:lstm_gat:model.relation=none
-lstm_gat-neither:lstm_gat:model.use_geo=false+model.relation=none
-tgat:tgat: tgat-no-graph:tgat:model.num_neighbours=0
-fusion:fusion: fusion-no-gnn:fusion:model.parts=ae,rnn fusion-no-ae:fusion:model.parts=rnn,gnn"
+lstm_gat:lstm_gat: lstm_gat-no-relation:lstm_gat:model.relation=none lstm_gat-no-geo:lstm_gat:model.use_geo=false
+tgat:tgat: fusion:fusion: tgat-no-graph:tgat:model.num_neighbours=0 fusion-no-gnn:fusion:model.parts=ae,rnn
+lstm_gat-neither:lstm_gat:model.use_geo=false+model.relation=none fusion-no-ae:fusion:model.parts=rnn,gnn"
 ROWS=${ROWS:-$DEFAULT_ROWS}
 mkdir -p runs
 for row in $ROWS; do
@@ -23,13 +22,21 @@ for row in $ROWS; do
   $STJAX train --config "experiments/${config}_foursquare.py" --workdir "runs/fsq_${name}" --no-progress "${args[@]}" \
     > "runs/fsq_${name}.log" 2>&1 || echo "$name failed (runs/fsq_${name}.log)"
 done
+# The same checkpoints ranked against every venue, visited ones included (the next-POI protocol).
+for path in runs/fsq_*/results.json; do
+  folder=$(dirname "$path")
+  [ -f "$folder/all_items.json" ] || $STJAX evaluate --workdir "$folder" --all-items 2>/dev/null | tail -1 > "$folder/all_items.json"
+done
 .venv/bin/python - <<'PY'
 import json
 from pathlib import Path
-print("| model | Acc@1 | Acc@5 | Acc@10 | Acc@20 | MRR@20 | NDCG@10 | best step | train s |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("| model | Acc@1 | Acc@5 | Acc@10 | Acc@20 | MRR@20 | NDCG@10 | all venues: Acc@1 | Acc@5 | Acc@10 | Acc@20 | "
+      "MRR@20 | NDCG@10 | best step | train s |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for path in sorted(Path("runs").glob("fsq_*/results.json"), key=lambda p: p.stat().st_mtime):
-    r = json.loads(path.read_text()); t = r["test"]
-    print(f"| {path.parent.name[4:]} | {t['hr@1']:.4f} | {t['hr@5']:.4f} | {t['hr@10']:.4f} | {t['hr@20']:.4f} | "
-          f"{t['mrr@20']:.4f} | {t['ndcg@10']:.4f} | {r['best_step']} | {r['timings']['train_s']:.0f} |")
+    r = json.loads(path.read_text())
+    cells = []
+    for t in (r["test"], json.loads((path.parent / "all_items.json").read_text() or "{}").get("test")):
+        cells += [f"{t[k]:.4f}" for k in ("hr@1", "hr@5", "hr@10", "hr@20", "mrr@20", "ndcg@10")] if t else ["-"] * 6
+    print(f"| {path.parent.name[4:]} | {' | '.join(cells)} | {r['best_step']} | {r['timings']['train_s']:.0f} |")
 PY

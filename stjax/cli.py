@@ -207,8 +207,10 @@ def _run_folder(workdir: str) -> Path:
 
 @main.command("evaluate")
 @click.option("--workdir", required=True)
+@click.option("--all-items", is_flag=True,
+              help="Rank every item, the user's history included (eval.exclude_history=false: next-POI protocols).")
 @_user_errors
-def evaluate_command(workdir):
+def evaluate_command(workdir, all_items):
     """Recompute validation and test metrics from the best checkpoint (rebuilds the data split)."""
     import ml_collections
 
@@ -216,8 +218,10 @@ def evaluate_command(workdir):
     from stjax.train.loop import build_run, make_evaluators, read_json
 
     path = _run_folder(workdir)
-    run = build_run(ml_collections.ConfigDict(read_json(path / "config.json", "the run's config")),
-                    log=lambda m: None)
+    config = ml_collections.ConfigDict(read_json(path / "config.json", "the run's config"))
+    if all_items:
+        config.eval.exclude_history = False
+    run = build_run(config, log=lambda m: None)
     checkpoints = Checkpoints(path, async_save=False, log=lambda m: err_console.print(m, highlight=False))
     if checkpoints.latest_step() is None:
         raise UserError(f"{workdir}: no checkpoint yet; train first")

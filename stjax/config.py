@@ -212,8 +212,10 @@ def base_config(model: str, source: str = "synthetic") -> ml_collections.ConfigD
         {group: ml_collections.ConfigDict(dict(learning_rate=0.0, every=1)) for group in spec.groups})
     config.eval = ml_collections.ConfigDict(dict(
         # ranking: the split's validation/test users (full or sampled mode); fold_in: held-out users.
+        # exclude_history: full ranking masks the user's history items other than the targets
+        # (RecBole's protocol); false ranks every item (next-POI protocols, where revisits count).
         evaluators=("ranking",), ks=(5, 10, 20), metric="ndcg@10", batch_size=256, max_score_block=4_000_000,
-        mode="full", num_negatives=100, negative_sampling="uniform"))
+        mode="full", num_negatives=100, negative_sampling="uniform", exclude_history=True))
     return config
 
 

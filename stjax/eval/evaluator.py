@@ -36,8 +36,10 @@ def eval_batch_size(config, width: int, targets: int = 1, multiple: int = 1) -> 
     return max(multiple, size // multiple * multiple)
 
 
-def make_eval_step(spec, module, ks, num_items: int, mode: str = "full"):
-    """jit-compiled (params, batch, context, scoring) -> dict of summed metrics; one compile per run."""
+def make_eval_step(spec, module, ks, num_items: int, mode: str = "full", exclude_history: bool = True):
+    """jit-compiled (params, batch, context, scoring) -> dict of summed metrics; one compile per run.
+    exclude_history: mask the user's history items other than the targets (RecBole's protocol);
+    False ranks every item (next-POI protocols, where revisits are targets like any other)."""
 
     def step(params, batch, context, scoring):
         scores = spec.score(module, {"params": params}, batch, context=context, scoring=scoring).astype(jnp.float32)
@@ -45,7 +47,8 @@ def make_eval_step(spec, module, ks, num_items: int, mode: str = "full"):
         if mode == "full":
             if scores.shape[1] > num_items + 1:  # static: the padded rows of a sharded table
                 scores = jnp.where(jnp.arange(scores.shape[1]) > num_items, -jnp.inf, scores)
-            ranks = target_ranks(mask_scores(scores, batch["exclude"]), targets)  # mask_scores masks item 0
+            exclude = batch["exclude"] if exclude_history else jnp.zeros_like(batch["exclude"][:, :1])
+            ranks = target_ranks(mask_scores(scores, exclude), targets)  # mask_scores masks item 0
         else:
             scores = mask_non_items(scores, num_items)
             candidates = jnp.concatenate([targets[:, :1], batch["negatives"]], axis=1)
@@ -118,7 +121,8 @@ class Evaluator:
         self.shardings = shardings
         multiple = shardings.mesh.shape["data"] if shardings is not None else 1
         self.batch_size = eval_batch_size(config, width or self.num_items + 1, self.max_targets, multiple)
-        self.step = make_eval_step(spec, module, self.ks, self.num_items, self.mode)
+        self.step = make_eval_step(spec, module, self.ks, self.num_items, self.mode,
+                                   bool(config.get("exclude_history", True)))
 
     @property
     def description(self) -> str:
@@ -126,7 +130,8 @@ class Evaluator:
         if self.mode == "sampled":
             return (f"{self.name}: sampled, {self.config.num_negatives} {self.config.negative_sampling} negatives, "
                     f"{targets}")
-        return f"{self.name}: full ranking, {targets}"
+        history = "" if self.config.get("exclude_history", True) else ", history items ranked too"
+        return f"{self.name}: full ranking, {targets}{history}"
 
     def evaluate(self, params, part: str, context=None, scoring=None) -> dict[str, float]:
         context = {} if context is None else context
