@@ -1,11 +1,13 @@
 """Ablations on the synthetic default data (slow: `make test-slow`): a graph model against itself
 with a part removed, trained identically at fixed seeds (scripts/graph_ablations.py's settings).
 
-Measured (README, "Ablations on synthetic data"): lstm_gat's geo part (item locations, H3 cells,
-step distances and the distance prior) is worth +0.18 test NDCG@10 (0.26 vs 0.08) on data whose
-users pick 75% of their items in their own region; that margin is asserted here. The relation,
-TGAT-neighbour and LightGCN-view parts did not give a margin above the noise of 300 test users
-on this generator (README table), so no margin is asserted for them.
+Measured (README, "Ablations on synthetic data"), test NDCG@10 at these settings: lstm_gat 0.3029;
+without its relation part (the planted influence graph read as a trust list) 0.2480; without
+its geo part (item locations, H3 cells, step distances, the distance prior) 0.1516. Both margins
+are asserted below with about half their size as the bar (runs are deterministic at a fixed
+seed on one platform; the slack covers other CPUs' float differences). tgat's item neighbours
+and fusion's LightGCN view gave no margin above the noise of 300 test users (README table),
+so none is asserted for them.
 """
 
 import importlib.util
@@ -26,11 +28,12 @@ def _script():
 
 
 @pytest.mark.slow
-def test_lstm_gat_geo_part_beats_its_ablation(tmp_path):
+def test_lstm_gat_relation_and_geo_parts_beat_their_ablations(tmp_path):
     script = _script()
     trust = script.planted_trust_file(300, 200, 20_000, 0.1, "same", tmp_path / "trust.tsv")
     scores = {}
-    for row in ("lstm_gat", "lstm_gat-no-geo"):
+    for row in ("lstm_gat", "lstm_gat-no-relation", "lstm_gat-no-geo"):
         config = script.row_config(row, 300, 200, 20_000, 0.1, "same", trust)
         scores[row] = train_and_evaluate(config, tmp_path / row, log=lambda m: None, progress=False)["test"]["ndcg@10"]
-    assert scores["lstm_gat"] > scores["lstm_gat-no-geo"] + 0.08, scores
+    assert scores["lstm_gat"] > scores["lstm_gat-no-relation"] + 0.025, scores
+    assert scores["lstm_gat"] > scores["lstm_gat-no-geo"] + 0.075, scores
