@@ -98,7 +98,8 @@ def schema() -> dict[str, Check]:
         "data.max_bag": _integer(0), "data.num_negatives": _integer(1), "data.max_targets": _integer(0),
         "data.fold_in_fraction": _number(0.0, 1.0, low_open=True), "data.low_memory": _boolean,
         "data.synthetic_users": _integer(2), "data.synthetic_items": _integer(2),
-        "data.synthetic_events": _integer(1),
+        "data.synthetic_events": _integer(1), "data.synthetic_influence": _number(0.0, 1.0, high_open=False),
+        "data.synthetic_influencer_region": _one_of("same", "any"), "eval.exclude_history": _boolean,
         "train.batch_size": _integer(1), "train.num_epochs": _integer(1), "train.num_steps": _integer(0),
         "train.optimizer": _one_of("adam", "adamw"), "train.learning_rate": _number(0.0, low_open=True),
         "train.warmup_steps": _integer(0), "train.schedule": _one_of("cosine", "constant"),
@@ -115,14 +116,21 @@ def schema() -> dict[str, Check]:
         "eval.negative_sampling": _one_of("uniform", "popularity"),
         # Model keys, by name, for every model that uses them.
         "model.name": _nonempty_text, "model.hidden": _integer(1), "model.state": _integer(1),
-        "model.num_blocks": _integer(1), "model.num_heads": _integer(1), "model.num_layers": _integer(1),
+        "model.num_blocks": _integer(0), "model.num_heads": _integer(1), "model.num_layers": _integer(1),
         "model.mlp_ratio": _integer(1), "model.max_interval": _integer(1),
         "model.dropout": _number(0.0, 1.0), "model.attention_dropout": _number(0.0, 1.0),
         "model.mask_probability": _number(0.0, 1.0, low_open=True), "model.loss": _one_of("ce", "bce"),
         "model.dtype": _one_of("float32", "bfloat16", "float16"),
         "model.reg_weight": _number(0.0),
-        "model.relation": _one_of("none", "co_interaction", "region", "proximity"),
+        "model.relation": _one_of("none", "given", "co_interaction", "region", "proximity"),
+        "model.relation_file": _text,
         "model.relation_window_s": _integer(1), "model.relation_radius_km": _number(0.0, low_open=True),
+        "model.cell": _one_of("lstm", "gru"), "model.num_neighbours": _integer(0), "model.neighbour_items": _integer(1),
+        "model.social_copy": _boolean, "model.use_geo": _boolean, "model.distance_term": _boolean,
+        "model.cell_resolution": _integer(0), "model.latlon_features": _integer(4),
+        "model.fusion": _one_of("concat", "gate", "attention"), "model.time_features": _integer(1),
+        "model.history": _integer(1), "model.learn_time": _boolean, "model.parts": _nonempty_text,
+        "model.ae_weight": _number(0.0),
     }
 
 

@@ -142,3 +142,27 @@ def test_explain_cli(trained):
     assert done.returncode == 2
     assert done.stderr.strip() == ("error: --user nobody: no such user in the run's log (its ids look like u00000, "
                                    "u00001, u00002)")
+
+
+@pytest.mark.parametrize("name, overrides, message", [
+    ("lstm_gat", {"relation": "given"},
+     "model config: user relation 'given' needs model.relation_file (a `user user [weight]` edge list)"),
+    ("lstm_gat", {"latlon_features": 10},
+     "model config: model.latlon_features=10; expected a multiple of 4 (sin and cos of latitude and longitude)"),
+    ("lstm_gat", {"hidden": 15}, "model config: model.hidden=15 is not divisible by model.num_heads=2"),
+    ("fusion", {"fusion": "attention"}, "model config: model.fusion='attention'; expected gate or concat"),
+    ("fusion", {"parts": "ae,cnn"}, "model config: model.parts='ae,cnn'; expected a comma-separated subset of ae, rnn, gnn"),
+])
+def test_graph_model_settings_fail_with_one_line(name, overrides, message):
+    from stjax.validation import ConfigError
+
+    with pytest.raises(ConfigError) as error:
+        _run(name, **overrides)
+    assert str(error.value) == message
+
+
+def test_a_missing_trust_file_names_the_file(tmp_path):
+    from stjax.data.errors import DataError
+
+    with pytest.raises(DataError, match="nothing.txt"):
+        _run("lstm_gat", relation="given", relation_file=str(tmp_path / "nothing.txt"))

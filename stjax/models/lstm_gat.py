@@ -212,6 +212,13 @@ class LSTMGAT(TiedItemOutput, nn.Module):
 def make(config, info) -> nn.Module:
     if config.fusion not in FUSIONS:
         raise ValueError(f"model.fusion={config.fusion!r}; expected one of {', '.join(FUSIONS)}")
+    if config.latlon_features % 4:
+        raise ValueError(f"model.latlon_features={config.latlon_features}; expected a multiple of 4 (sin and cos "
+                         f"of latitude and longitude)")
+    if config.cell_resolution > 15:
+        raise ValueError(f"model.cell_resolution={config.cell_resolution}; H3 resolutions are 0..15")
+    if config.hidden % config.num_heads:
+        raise ValueError(f"model.hidden={config.hidden} is not divisible by model.num_heads={config.num_heads}")
     return LSTMGAT(num_users=info.num_users, num_items=info.num_items, item_rows=info.item_rows,
                    hidden=config.hidden, cell=config.cell, num_heads=config.num_heads, dropout=config.dropout,
                    use_graph=config.relation != "none", num_neighbours=config.num_neighbours,

@@ -94,7 +94,10 @@ def build_model(config, info: DataInfo, context=None, total_steps: int = 1, mesh
     if batch_size % mesh.shape["data"]:
         raise ConfigError(f"train.batch_size {batch_size} is not divisible by the {mesh.shape['data']} "
                           f"data-parallel devices")
-    module = spec.make(config.model, info)
+    try:
+        module = spec.make(config.model, info)
+    except ValueError as err:  # a model setting the model rejects (an unknown fusion, parts, ...)
+        raise ConfigError(f"model config: {err}") from None
     context = {} if context is None else context
     batch = sample_batch(spec.batch_kind, batch_size, info.max_length, info.max_bag,
                          int(config.data.num_negatives))
@@ -137,7 +140,10 @@ def build_run(config, log=print) -> Run:
     iterator = BatchIterator(prepared.train_source, int(config.train.batch_size), seed=int(config.seed),
                              process_index=jax.process_index(), process_count=jax.process_count())
     total_steps = int(config.train.num_steps or 0) or int(config.train.num_epochs) * iterator.steps_per_epoch
-    context = spec.make_context(prepared, info, config)
+    try:
+        context = spec.make_context(prepared, info, config)
+    except ValueError as err:  # e.g. an unknown model.relation, or 'given' without a relation_file
+        raise ConfigError(f"model config: {err}") from None
     model = build_model(config, info, context, total_steps, mesh)
     return Run(**{f.name: getattr(model, f.name) for f in dataclasses.fields(Model)}, prepared=prepared,
                iterator=iterator, total_steps=total_steps)
