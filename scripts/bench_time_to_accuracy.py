@@ -83,7 +83,7 @@ def run_stjax(workdir: Path, limit_s: float) -> dict:
     return out
 
 
-def run_recbole(python: str, data_dir: str, limit_s: float) -> dict:
+def run_recbole(python: str, data_dir: str, limit_s: float, threads: int = 0) -> dict:
     history = []
 
     def on_line(line):
@@ -91,9 +91,10 @@ def run_recbole(python: str, data_dir: str, limit_s: float) -> dict:
             history.append(json.loads(line[6:]))
             print(f"recbole epoch {len(history)}: {history[-1]}", flush=True)
 
-    command = [python, str(ROOT / "scripts" / "recbole_sasrec.py"), "fit", str(Path(data_dir).absolute()), "ml-100k"]
+    command = [python, str(ROOT / "scripts" / "recbole_sasrec.py"), "fit", str(Path(data_dir).absolute()), "ml-100k",
+               str(threads)]
     result = timed(command, limit_s, on_line)
-    out = {"command": f"PY scripts/recbole_sasrec.py fit {data_dir} ml-100k",
+    out = {"command": f"PY scripts/recbole_sasrec.py fit {data_dir} ml-100k {threads}",
            **{k: v for k, v in result.items() if k != "lines"}}
     for line in result["lines"]:
         if line.startswith("RESULT "):
@@ -111,12 +112,14 @@ def main(argv=None):
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--order", choices=["stjax-first", "recbole-first"], default="stjax-first")
     parser.add_argument("--limit-minutes", type=float, default=240.0, help="per side; a run past it is stopped")
+    parser.add_argument("--recbole-threads", type=int, default=0, help="torch threads (0: its default)")
+    parser.add_argument("--sides", default="stjax,recbole", help="which runs, comma-separated")
     parser.add_argument("--out", default="bench_results/time_to_accuracy.json")
     args = parser.parse_args(argv)
     import jax
 
     results = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": "python scripts/bench_time_to_accuracy.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "jax": jax.__version__},
         "order": args.order,
@@ -124,14 +127,16 @@ def main(argv=None):
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     sides = {"stjax": lambda: run_stjax(Path(tempfile.gettempdir()) / "stjax_tta_sasrec_ml100k", args.limit_minutes * 60),
-             "recbole": lambda: run_recbole(args.recbole_python, args.data_dir, args.limit_minutes * 60)}
+             "recbole": lambda: run_recbole(args.recbole_python, args.data_dir, args.limit_minutes * 60,
+                                            args.recbole_threads)}
     order = ["stjax", "recbole"] if args.order == "stjax-first" else ["recbole", "stjax"]
+    order = [side for side in order if side in args.sides.split(",")]
     for side in order:
         print(f"running {side} ...", flush=True)
         results[side] = sides[side]()
         print(side, {k: v for k, v in results[side].items() if k in ("wall_s", "test", "status")}, flush=True)
         out.write_text(json.dumps(results, indent=2))  # partial results survive a stopped run
-    if "test" in results["recbole"] and "test" in results["stjax"]:
+    if "test" in results.get("recbole", {}) and "test" in results.get("stjax", {}):
         target = results["recbole"]["test"]["ndcg@10"]
         results["target_test_ndcg@10"] = target
         results["stjax_reached_target"] = results["stjax"]["test"]["ndcg@10"] >= target

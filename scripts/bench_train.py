@@ -68,9 +68,10 @@ def ratios(numerator: list[float], denominator: list[float]) -> dict:
 class RecBole:
     """scripts/recbole_sasrec.py serve in RecBole's Python: one JSON line per command."""
 
-    def __init__(self, python: str, data_dir: str, dataset: str):
+    def __init__(self, python: str, data_dir: str, dataset: str, threads: int = 0):
         self.process = subprocess.Popen(
-            [python, str(ROOT / "scripts" / "recbole_sasrec.py"), "serve", str(Path(data_dir).absolute()), dataset],
+            [python, str(ROOT / "scripts" / "recbole_sasrec.py"), "serve", str(Path(data_dir).absolute()), dataset,
+             str(threads)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/tmp")
         self.info = self._read()
         if self.info.get("anomaly_detection", True):
@@ -193,16 +194,26 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--eval-repeats", type=int, default=5)
     parser.add_argument("--skip-ml1m", action="store_true")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="1: both sides single-threaded (torch.set_num_threads(1); XLA without its Eigen "
+                             "thread pool), a per-core comparison that other jobs on the cores distort less")
     parser.add_argument("--out", default="bench_results/train.json")
     args = parser.parse_args(argv)
+    if args.threads == 1:  # read when the CPU backend starts, which is after this point
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                                   " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
+    elif args.threads:
+        parser.error("--threads: 0 (each side's default) or 1")
     results = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": "python scripts/bench_train.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": _cpu_name(),
                     "jax": jax.__version__, "backend": jax.default_backend()},
         "sizes": "hidden 64, inner 256, 2 blocks, 2 heads, length 50, batch 256, CE over all items",
     }
-    recbole = RecBole(args.recbole_python, args.data_dir, "ml-100k") if args.recbole_python else None
+    results["threads"] = args.threads or "default (torch: one per core; XLA: its thread pool)"
+    results["xla_flags"] = os.environ.get("XLA_FLAGS", "")
+    recbole = RecBole(args.recbole_python, args.data_dir, "ml-100k", args.threads) if args.recbole_python else None
     if recbole:
         results["recbole"] = {**recbole.info, "version": "1.2.1"}
     try:
@@ -211,7 +222,7 @@ def main(argv=None):
         if recbole:
             recbole.close()
     if not args.skip_ml1m:
-        recbole = RecBole(args.recbole_python, args.data_dir, "ml-1m") if args.recbole_python else None
+        recbole = RecBole(args.recbole_python, args.data_dir, "ml-1m", args.threads) if args.recbole_python else None
         try:
             run = build_run(sasrec_config("ml-1m"), log=lambda m: None)
             results["eval_ml1m"] = eval_pass(run, run.state.params, recbole, args.eval_repeats)

@@ -154,7 +154,7 @@ def main(argv=None):
         print(f"repeat {repeat + 1}/{args.repeats}: " + ", ".join(f"{n} {s[-1] * 1e3:.1f} ms" for n, s in seconds.items()),
               flush=True)
     results = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": "python scripts/bench_yardstick.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": _cpu_name(),
                     "jax": jax.__version__, "backend": jax.default_backend()},

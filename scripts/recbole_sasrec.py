@@ -1,7 +1,7 @@
 """RecBole 1.2.1's SASRec, run by RecBole's own Python (a separate venv) for the peer benchmarks.
 
-    PY scripts/recbole_sasrec.py serve DATA_DIR DATASET   # timing worker: reads commands on stdin
-    PY scripts/recbole_sasrec.py fit DATA_DIR DATASET     # RecBole's recommended run, early stopping
+    PY scripts/recbole_sasrec.py serve DATA_DIR DATASET [THREADS]   # timing worker: commands on stdin
+    PY scripts/recbole_sasrec.py fit DATA_DIR DATASET [THREADS]     # RecBole's recommended run, early stopping
 
 The one thing to know: `import recbole.model.sequential_recommender` imports sine.py, which calls
 `torch.autograd.set_detect_anomaly(True)` at import time and so slows every backward pass
@@ -94,8 +94,11 @@ def _forever(loader):
         yield from loader
 
 
-def serve(data_dir: str, dataset: str) -> None:
+def serve(data_dir: str, dataset: str, threads: str = "0") -> None:
     torch, config, model, trainer, train_data, valid_data, test_data, info = _load(data_dir, dataset, True)
+    if int(threads):
+        torch.set_num_threads(int(threads))
+        info["threads"] = torch.get_num_threads()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     batches = _forever(train_data)
 
@@ -124,11 +127,14 @@ def serve(data_dir: str, dataset: str) -> None:
                   flush=True)
 
 
-def fit(data_dir: str, dataset: str) -> None:
+def fit(data_dir: str, dataset: str, threads: str = "0") -> None:
     """RecBole's own run: fit with early stopping on validation NDCG@10, then test the best model.
     Times from before the imports (the caller adds the process start-up it measures itself)."""
     start = time.perf_counter()
     torch, config, model, trainer, train_data, valid_data, test_data, info = _load(data_dir, dataset, False)
+    if int(threads):
+        torch.set_num_threads(int(threads))
+        info["threads"] = torch.get_num_threads()
     setup_s = time.perf_counter() - start
     history = []  # one entry per validation (RecBole validates after every epoch by default)
     validate = trainer._valid_epoch
@@ -156,5 +162,5 @@ def fit(data_dir: str, dataset: str) -> None:
 
 
 if __name__ == "__main__":
-    mode, data_dir, dataset = sys.argv[1:4]
-    {"serve": serve, "fit": fit}[mode](data_dir, dataset)
+    mode, data_dir, dataset, *rest = sys.argv[1:]
+    {"serve": serve, "fit": fit}[mode](data_dir, dataset, *rest)
