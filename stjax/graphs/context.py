@@ -146,6 +146,10 @@ def recent_before(offsets, times, nodes, query_times, k: int, max_degree: int | 
     trip; exact against `stjax.graphs.sample_neighbours(strategy='recent')`.
     """
     offsets, times = jnp.asarray(offsets), jnp.asarray(times)
+    nodes = jnp.asarray(nodes)
+    if times.shape[0] == 0:  # static: no entries at all (nothing to gather from)
+        shape = (*nodes.shape, k)
+        return jnp.zeros(shape, jnp.int32), jnp.zeros(shape, bool)
     max_degree = times.shape[0] if max_degree is None else max_degree
     start = offsets[nodes]
     low, high = start, offsets[nodes + 1]
@@ -188,4 +192,7 @@ def item_geography(split: Split, rows: int, resolution: int = 7) -> dict:
 
 def gather_rows(table: jax.Array, positions: jax.Array, mask: jax.Array, fill=0):
     """table[positions] with `fill` where mask is False (for CSR values and times)."""
-    return jnp.where(mask, jnp.asarray(table)[positions], fill)
+    table = jnp.asarray(table)
+    if table.shape[0] == 0:  # static: an empty list has only padding
+        return jnp.full(positions.shape, fill, table.dtype)
+    return jnp.where(mask, table[positions], fill)
