@@ -166,3 +166,21 @@ def test_a_missing_trust_file_names_the_file(tmp_path):
 
     with pytest.raises(DataError, match="nothing.txt"):
         _run("lstm_gat", relation="given", relation_file=str(tmp_path / "nothing.txt"))
+
+
+def test_lstm_gat_scoring_at_the_last_position_equals_the_full_forward():
+    """score() computes the social, geo and fusion parts at the last position only; the same
+    scores come from the forward pass over every position, read at the last one."""
+    from stjax.models.lstm_gat import _query_times
+
+    run = _run("lstm_gat", relation="co_interaction", fusion="attention")
+    variables = {"params": run.state.params}
+    batch = {k: jnp.asarray(v[:8]) for k, v in run.prepared.sequences.test.items()}
+    hidden, details = run.module.apply(variables, batch["items"], batch["timestamps"], batch["users"], run.context,
+                                       query_times=_query_times(batch))
+    last = {key: value[:, -1:] for key, value in details.items()}
+    full = run.module.apply(variables, hidden[:, -1:], batch["items"][:, -1:], run.context, last,
+                            method="scores")[:, 0]
+    scores = run.spec.score(run.module, variables, batch, context=run.context)
+    columns = slice(1, run.info.num_items + 1)
+    np.testing.assert_allclose(np.asarray(scores)[:, columns], np.asarray(full)[:, columns], rtol=1e-5, atol=1e-5)

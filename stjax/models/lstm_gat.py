@@ -156,26 +156,32 @@ class LSTMGAT(TiedItemOutput, nn.Module):
         weights = jax.nn.softmax(logits, -1)
         return jnp.einsum("btp,btpd->btd", weights, stacked), weights
 
-    def __call__(self, items, timestamps, users, context, deterministic: bool = True, query_times=None):
+    def __call__(self, items, timestamps, users, context, deterministic: bool = True, query_times=None,
+                 last_only: bool = False):
         """items, timestamps int32[B, T] (left-padded), users int32[B] -> (fused float[B, T, D],
         details: the attention weights, neighbours and their recent items). query_times int32[B, T]: when the
         item after each position is asked for (default: the position's own time); neighbours'
-        training events strictly before it feed the social part."""
+        training events strictly before it feed the social part. last_only: the social, geo and
+        fusion parts only at the last position (T = 1 in the outputs), all that scoring reads."""
         context = jax.tree_util.tree_map(jnp.asarray, context)  # NumPy at init, device arrays after
         padding = items > 0
         intervals = jnp.where(first_positions(items), 0, interval_buckets(timestamps)) * padding
         x = self.item_embedding(items) + self.interval_embedding(intervals)
         x = self.input_dropout(x, deterministic=deterministic)
         state, _ = self.rnn(x, padding, deterministic)
+        query_times = timestamps if query_times is None else jnp.maximum(query_times, timestamps)
+        geo = self.geo(items, context) if self.use_geo else None  # reads the previous position too
+        if last_only:
+            state, items, query_times, padding = state[:, -1:], items[:, -1:], query_times[:, -1:], padding[:, -1:]
+            geo = None if geo is None else geo[:, -1:]
         parts, details = [state], {}
         if self.use_graph:
-            query_times = timestamps if query_times is None else jnp.maximum(query_times, timestamps)
             social, attention, neighbours, recent = self.social(state, items, query_times, users, context,
                                                                 deterministic)
             parts.append(social)
             details |= {"neighbour_attention": attention, "neighbours": neighbours, "neighbour_items": recent}
-        if self.use_geo:
-            parts.append(self.geo(items, context))
+        if geo is not None:
+            parts.append(geo)
         fused, weights = self.combine(parts)
         if weights is not None:
             details["part_weights"] = weights
@@ -253,20 +259,15 @@ def _query_times(batch):
     return jnp.concatenate([timestamps[:, 1:], jnp.asarray(last, timestamps.dtype)[:, None]], axis=1)
 
 
-def _last(tree):
-    return jax.tree_util.tree_map(lambda x: x[:, -1:], tree)
-
-
 def encode(module, variables, batch, *, context, scoring=None):
     return module.apply(variables, batch["items"], batch["timestamps"], batch["users"], context,
-                        query_times=_query_times(batch))[0][:, -1]
+                        query_times=_query_times(batch), last_only=True)[0][:, -1]
 
 
 def score(module, variables, batch, *, context, scoring=None):
     hidden, details = module.apply(variables, batch["items"], batch["timestamps"], batch["users"], context,
-                                   query_times=_query_times(batch))
-    logits = module.apply(variables, hidden[:, -1:], batch["items"][:, -1:], context, _last(details),
-                          method="scores")[:, 0]
+                                   query_times=_query_times(batch), last_only=True)
+    logits = module.apply(variables, hidden, batch["items"][:, -1:], context, details, method="scores")[:, 0]
     return mask_non_items(logits.astype(jnp.float32), module.num_items)
 
 
@@ -276,7 +277,7 @@ def explain(module, variables, batch, *, context, scoring=None) -> dict:
     (item ids [B, K*L], each carrying its neighbour's weight / L), and the fusion weights of the
     parts (sequence, social, geo) when the fusion is attention or gating."""
     _, details = module.apply(variables, batch["items"], batch["timestamps"], batch["users"], context,
-                              query_times=_query_times(batch))
+                              query_times=_query_times(batch), last_only=True)
     out = {}
     if "neighbours" in details:
         weights = details["neighbour_attention"][:, -1].mean(-1)  # [B, K]
