@@ -315,7 +315,8 @@ def explain_command(workdir, user, k, top, as_json):
         table.add_row(str(rank), row["item"], f"{row['score']:.4f}")
     console.print(table)
     titles = {"neighbours": "neighbours (user: attention)", "items": "past items (item: attention)",
-              "places": "places (venue/item: attention)"}
+              "places": "places (venue/item: attention)",
+              "recalled": "recalled two hops away (item: score weight)"}
     for kind, title in titles.items():
         if kind in result:
             entries = ", ".join(f"{e['id']}: {e['weight']:.3f}" for e in result[kind]) or "(none)"

@@ -23,7 +23,7 @@ from stjax.recommend import (
     round_batch_size,
 )
 
-KIND_TOKENS = {"neighbours": "users", "items": "items", "places": "items"}
+KIND_TOKENS = {"neighbours": "users", "items": "items", "places": "items", "recalled": "items"}
 
 
 def _ranked(ids: np.ndarray, weights: np.ndarray, tokens, top: int) -> list[dict]:
@@ -39,7 +39,7 @@ def _ranked(ids: np.ndarray, weights: np.ndarray, tokens, top: int) -> list[dict
 def explain_user(model, workdir: str | Path, user: str, k: int = 10, top: int = 5) -> dict:
     """The explanation of `user` (an original id of the run's log). Returns a JSON-ready dict:
     user, history (events the model read), recommendations [{item, score}], and per kind of
-    attention (neighbours, items, places) the `top` entries [{id, weight}], and parts {name: weight}."""
+    attention (neighbours, items, places, recalled) the `top` entries [{id, weight}], and parts {name: weight}."""
     spec = model.spec
     if spec.explain is None:
         with_attention = sorted(name for name, s in _registry().items() if s.explain is not None)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -122,7 +123,8 @@ def test_explain_gives_the_models_own_attention(trained):
         histories = histories_from_run(trained[name], vocab)
         rows = {row["user"]: row for batch in recommend_batches(model, histories, 5) for row in batch.rows(vocab["items"])}
         assert rows["u00003"]["items"] == [row["item"] for row in result["recommendations"]]
-        if name == "tgat":  # the user layer's weights over past items sum to one
+        if name == "tgat":  # the user layer's weights over past items sum to one; two-hop recalls listed
+            assert "recalled" in result
             everything = explain_user(model, trained[name], "u00005", k=3, top=100)
             assert abs(sum(entry["weight"] for entry in everything["items"]) - 1.0) < 1e-4
     model, _ = load_model(trained["fusion"])
@@ -171,16 +173,77 @@ def test_a_missing_trust_file_names_the_file(tmp_path):
 def test_lstm_gat_scoring_at_the_last_position_equals_the_full_forward():
     """score() computes the social, geo and fusion parts at the last position only; the same
     scores come from the forward pass over every position, read at the last one."""
-    from stjax.models.lstm_gat import _query_times
+    from stjax.models.shared_graph import next_query_times
 
     run = _run("lstm_gat", relation="co_interaction", fusion="attention")
     variables = {"params": run.state.params}
     batch = {k: jnp.asarray(v[:8]) for k, v in run.prepared.sequences.test.items()}
     hidden, details = run.module.apply(variables, batch["items"], batch["timestamps"], batch["users"], run.context,
-                                       query_times=_query_times(batch))
+                                       query_times=next_query_times(batch))
     last = {key: value[:, -1:] for key, value in details.items()}
     full = run.module.apply(variables, hidden[:, -1:], batch["items"][:, -1:], run.context, last,
                             method="scores")[:, 0]
     scores = run.spec.score(run.module, variables, batch, context=run.context)
     columns = slice(1, run.info.num_items + 1)
     np.testing.assert_allclose(np.asarray(scores)[:, columns], np.asarray(full)[:, columns], rtol=1e-5, atol=1e-5)
+
+
+def test_tgat_scoring_at_the_last_position_equals_the_full_forward():
+    """score() computes the two-hop term at the last position only; the scores equal the
+    training forward pass over every position (same query times), read at the last one."""
+    from stjax.models.shared_graph import next_query_times
+
+    run = _run("tgat")
+    variables = {"params": run.state.params}
+    batch = {k: jnp.asarray(v[:8]) for k, v in run.prepared.sequences.test.items()}
+    full = run.module.apply(variables, batch["items"], batch["timestamps"], batch["users"], next_query_times(batch),
+                            run.context, method="logits_at_every_position")[:, -1]
+    scores = run.spec.score(run.module, variables, batch, context=run.context)
+    columns = slice(1, run.info.num_items + 1)
+    np.testing.assert_allclose(np.asarray(scores)[:, columns], np.asarray(full)[:, columns], rtol=1e-5, atol=1e-5)
+
+
+def test_tgat_two_hop_recalls_what_the_neighbours_did_last_before_the_query_time():
+    """The two-hop term reads, for each of the item layer's neighbours at the last P positions
+    (the user itself excluded), its last L training events strictly before the query time, with
+    weight sigmoid(query(e_u) . e_v + lag bias) * scale / L: a brute force over the log agrees."""
+    from stjax.models.shared_graph import next_query_times
+
+    run = _run("tgat")
+    module, params = run.module, run.state.params
+    assert module.uses_two_hop and module.two_hop_items == 3
+    batch = {k: jnp.asarray(v[:16]) for k, v in run.prepared.sequences.test.items()}
+    _, details = module.apply({"params": params}, batch["items"], batch["timestamps"], run.context, explain=True)
+    query = next_query_times(batch)
+    items, weights = module.apply({"params": params}, details, batch["users"], query,
+                                  jax.tree_util.tree_map(jnp.asarray, run.context), last_only=True,
+                                  method="two_hop_items_and_weights")
+    items, weights = np.asarray(items)[:, 0], np.asarray(weights)[:, 0]
+    split, log = run.prepared.split, run.prepared.log
+    train = ~((split.part == VALID) | (split.part == TEST))
+    relative = (log.timestamp - log.timestamp.min())[train]
+    users_train, items_train = log.user[train], log.item[train]
+    embedding = np.asarray(params["user_embedding"]["embedding"])
+    projection = np.asarray(params["hop_query"]["kernel"])
+    bias, scale = np.asarray(params["hop_lag_bias"]), float(np.exp(params["hop_log_scale"]))
+    neighbours = np.asarray(details["neighbour_users"])
+    P, L = module.two_hop_positions, module.two_hop_items
+    checked = 0
+    for b in range(items.shape[0]):
+        user, t = int(batch["users"][b]), int(query[b, -1])
+        expected = []
+        for lag in range(P):
+            position = neighbours.shape[1] - 1 - lag
+            if position < 0:
+                continue
+            for v in neighbours[b, position].tolist():
+                if v == 0 or v == user:
+                    continue
+                rows = np.flatnonzero((users_train == v) & (relative < t))
+                rows = rows[np.argsort(relative[rows], kind="stable")][-L:]
+                w = scale / L / (1 + np.exp(-(embedding[user] @ projection @ embedding[v] + bias[lag])))
+                expected += [(int(i), round(float(w), 4)) for i in items_train[rows]]
+        got = [(int(i), round(float(w), 4)) for i, w in zip(items[b], weights[b]) if i > 0]
+        assert sorted(got) == sorted(expected), b
+        checked += len(got)
+    assert checked > 0

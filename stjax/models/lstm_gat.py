@@ -37,6 +37,7 @@ from stjax.models.shared_graph import (
     geography_context,
     history_context,
     interval_buckets,
+    next_query_times,
     relation_context,
     star_graph,
     unit_vectors,
@@ -251,22 +252,14 @@ def losses(module, variables, batch, *, rng, step, context, config):
     return {"model": loss}, {"targets": count}
 
 
-def _query_times(batch):
-    """The time each position's next item is asked for: the next event's time; for the last
-    position the target's time when the batch has one (evaluation), else the last event's."""
-    timestamps = batch["timestamps"]
-    last = batch.get("target_timestamps", timestamps[:, -1])
-    return jnp.concatenate([timestamps[:, 1:], jnp.asarray(last, timestamps.dtype)[:, None]], axis=1)
-
-
 def encode(module, variables, batch, *, context, scoring=None):
     return module.apply(variables, batch["items"], batch["timestamps"], batch["users"], context,
-                        query_times=_query_times(batch), last_only=True)[0][:, -1]
+                        query_times=next_query_times(batch), last_only=True)[0][:, -1]
 
 
 def score(module, variables, batch, *, context, scoring=None):
     hidden, details = module.apply(variables, batch["items"], batch["timestamps"], batch["users"], context,
-                                   query_times=_query_times(batch), last_only=True)
+                                   query_times=next_query_times(batch), last_only=True)
     logits = module.apply(variables, hidden, batch["items"][:, -1:], context, details, method="scores")[:, 0]
     return mask_non_items(logits.astype(jnp.float32), module.num_items)
 
@@ -277,7 +270,7 @@ def explain(module, variables, batch, *, context, scoring=None) -> dict:
     (item ids [B, K*L], each carrying its neighbour's weight / L), and the fusion weights of the
     parts (sequence, social, geo) when the fusion is attention or gating."""
     _, details = module.apply(variables, batch["items"], batch["timestamps"], batch["users"], context,
-                              query_times=_query_times(batch), last_only=True)
+                              query_times=next_query_times(batch), last_only=True)
     out = {}
     if "neighbours" in details:
         weights = details["neighbour_attention"][:, -1].mean(-1)  # [B, K]

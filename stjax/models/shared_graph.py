@@ -105,3 +105,11 @@ def history_context(prepared) -> dict:
 def geography_context(prepared, info, resolution: int) -> dict:
     """Per item row: latitude, longitude, located, cell (`item_geography`)."""
     return item_geography(prepared.split, info.item_rows, resolution)
+
+
+def next_query_times(batch):
+    """When each position's next item is asked for, int32[B, T]: the next event's time; for the
+    last position the target's time when the batch has one (evaluation), else the last event's."""
+    timestamps = batch["timestamps"]
+    last = batch.get("target_timestamps", timestamps[:, -1])
+    return jnp.concatenate([timestamps[:, 1:], jnp.asarray(last, timestamps.dtype)[:, None]], axis=1)

@@ -10,8 +10,17 @@ For a user's sequence, at every position p (item i_p at time t_p):
                neighbours before t in the same graph), with Φ of their age, so the state evolves
                with the user's recent behaviour;
   then, optionally, `num_blocks` causal transformer blocks over the user states of the sequence.
-Scores: dot products with the tied item table. Ablation: num_neighbours=0 drops the item layer's
-graph neighbours (item nodes keep only their own embedding).
+  two-hop      the second hop of the same temporal graph, read at the time the next item is asked
+               for: the users the item layer attended to at the last `two_hop_positions`
+               positions (other users only) -> the item each of them used last (`two_hop_items`)
+               strictly before that time, scored directly with a learned weight: a sigmoid of
+               a bilinear affinity of the two users' embeddings plus a bias per lag, times a
+               learned scale. This is how a user's behaviour follows the people
+               who used the same things just before them (the planted influence of the synthetic
+               data, followed friends in check-ins); the user relation is found in the temporal
+               graph, not given.
+Scores: dot products with the tied item table (+ the two-hop term). Ablation: num_neighbours=0
+drops the graph (item nodes keep only their own embedding, no two-hop term).
 """
 
 from __future__ import annotations
@@ -20,18 +29,19 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from stjax.graphs.context import gather_rows, recent_before, temporal_lists
 from stjax.layers import PositionEmbedding, TemporalGraphAttention, TransformerBlock
 from stjax.models.base import ModelSpec
 from stjax.models.shared import TiedItemOutput, full_softmax_loss, item_embedding, mask_non_items
-from stjax.models.shared_graph import star_graph
+from stjax.models.shared_graph import history_context, next_query_times, star_graph
 
 
 def default_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
         name="tgat", hidden=64, num_heads=2, time_features=16, num_neighbours=10, history=20, num_blocks=1,
-        dropout=0.2,
+        dropout=0.2, two_hop=True, two_hop_positions=8, two_hop_items=3,
         # learn_time: learn the time encoding's frequencies (TGAT's default); off, they stay at
         # 1 s .. 30 years, since their gradient grows with ages in seconds and swamps the clip.
         learn_time=False))
@@ -50,6 +60,13 @@ class TGATRecommender(TiedItemOutput, nn.Module):
     num_blocks: int = 1
     dropout: float = 0.2
     learn_time: bool = False
+    two_hop: bool = True
+    two_hop_positions: int = 8
+    two_hop_items: int = 3
+
+    @property
+    def uses_two_hop(self) -> bool:
+        return bool(self.num_neighbours and self.two_hop)
 
     def setup(self):
         D = self.hidden
@@ -64,6 +81,10 @@ class TGATRecommender(TiedItemOutput, nn.Module):
             self.blocks = [TransformerBlock(self.num_heads, D, self.dropout, self.dropout, causal=True, pre_norm=True)
                            for _ in range(self.num_blocks)]
         self.final_norm = nn.LayerNorm()
+        if self.uses_two_hop:
+            self.hop_log_scale = self.param("hop_log_scale", nn.initializers.constant(np.log(5.0)), ())
+            self.hop_lag_bias = self.param("hop_lag_bias", nn.initializers.constant(-2.0), (self.two_hop_positions,))
+            self.hop_query = nn.Dense(D, use_bias=False)
 
     def item_nodes(self, items, timestamps, context):
         """Each position's item at its time, from the users who used it just before.
@@ -114,29 +135,76 @@ class TGATRecommender(TiedItemOutput, nn.Module):
         return x, {"item_attention": item_attention, "neighbour_users": neighbour_users,
                    "user_attention": user_attention, "source": source}
 
+    def two_hop_items_and_weights(self, details, users, query_times, context, last_only: bool = False):
+        """The two-hop term's items int32[B, T', P*K*L] and weights float[B, T', P*K*L] (T' = 1
+        with last_only): position p reads the item layer's neighbours at positions p-P+1 .. p
+        and each one's last L training items strictly before query_times[:, p]."""
+        neighbours = details["neighbour_users"]  # [B, T, K]
+        P, L = self.two_hop_positions, self.two_hop_items
+        B, T, K = neighbours.shape
+        padded = jnp.concatenate([jnp.zeros((B, P - 1, K), neighbours.dtype), neighbours], axis=1)
+        # [B, T, P, K]: lag j (0 = this position) at [..., j, :]; zeros before the sequence starts.
+        neighbours = jnp.stack([padded[:, P - 1 - j: P - 1 - j + T] for j in range(P)], axis=2)
+        if last_only:
+            neighbours, query_times = neighbours[:, -1:], query_times[:, -1:]
+        others = (neighbours > 0) & (neighbours != users[:, None, None, None])
+        times = jnp.broadcast_to(query_times[:, :, None, None], neighbours.shape)
+        positions, found = recent_before(context["user_offsets"], context["user_times"], neighbours, times, L)
+        items = gather_rows(context["user_items"], positions, found & others[..., None])  # [B, T', P, K, L]
+        # How much this user follows each of them: a sigmoid of a bilinear affinity + a bias per lag.
+        query = self.hop_query(self.user_embedding(users))  # [B, D]
+        affinity = jnp.einsum("bd,btpkd->btpk", query, self.user_embedding(neighbours)) + self.hop_lag_bias[:, None]
+        share = jax.nn.sigmoid(affinity)[..., None] * jnp.exp(self.hop_log_scale) / L
+        weights = jnp.where(items > 0, share, 0.0)
+        return items.reshape(B, items.shape[1], -1), weights.reshape(B, items.shape[1], -1)
+
+    def scores(self, hidden, details, users, query_times, context, last_only: bool = False):
+        """hidden float[B, T', D] -> logits float[B, T', W]: the tied item table, + the two-hop term."""
+        logits = self.logits(hidden)
+        if not self.uses_two_hop:
+            return logits
+        context = jax.tree_util.tree_map(jnp.asarray, context)
+        items, weights = self.two_hop_items_and_weights(details, users, query_times, context, last_only)
+        B, T, W = logits.shape
+        rows = jnp.broadcast_to(jnp.arange(B * T)[:, None], (B * T, items.shape[-1]))
+        hop = jnp.zeros((B * T, W), logits.dtype).at[rows, items.reshape(B * T, -1)].add(
+            weights.reshape(B * T, -1).astype(logits.dtype))
+        return logits + hop.reshape(B, T, W)
+
+    def logits_at_every_position(self, items, timestamps, users, query_times, context, deterministic: bool = True):
+        """float[B, T, W]: what training needs (and what init traces, so every parameter exists)."""
+        hidden, details = self(items, timestamps, context, deterministic, explain=True)
+        return self.scores(hidden, details, users, query_times, context)
+
 
 def make(config, info) -> nn.Module:
     return TGATRecommender(num_users=info.num_users, num_items=info.num_items, max_length=info.max_length,
                            item_rows=info.item_rows, hidden=config.hidden, num_heads=config.num_heads,
                            time_features=config.time_features, num_neighbours=config.num_neighbours,
                            history=config.history, num_blocks=config.num_blocks, dropout=config.dropout,
-                           learn_time=config.learn_time)
+                           learn_time=config.learn_time, two_hop=config.two_hop,
+                           two_hop_positions=config.two_hop_positions, two_hop_items=config.two_hop_items)
 
 
 def make_context(prepared, info, config) -> dict:
-    """Each item's training events by time: item_offsets, item_users, item_times (relative s)."""
+    """Each item's training events by time: item_offsets, item_users, item_times (relative s);
+    for the two-hop term also each user's (`history_context`)."""
     lists = temporal_lists(prepared.split, "item")
-    return {"item_offsets": lists["offsets"], "item_users": lists["values"], "item_times": lists["times"]}
+    context = {"item_offsets": lists["offsets"], "item_users": lists["values"], "item_times": lists["times"]}
+    if config.model.two_hop and config.model.num_neighbours:
+        context |= history_context(prepared)
+    return context
 
 
 def init(module, rng, batch, *, context):
-    return module.init(rng, batch["items"], batch["timestamps"], context)
+    return module.init(rng, batch["items"], batch["timestamps"], batch["users"], batch["timestamps"], context,
+                       method="logits_at_every_position")
 
 
 def losses(module, variables, batch, *, rng, step, context, config):
-    hidden = module.apply(variables, batch["items"], batch["timestamps"], context, deterministic=False,
-                          rngs={"dropout": rng})
-    logits = module.apply(variables, hidden, method="logits")
+    query_times = jnp.maximum(batch["target_times"], batch["timestamps"])
+    logits = module.apply(variables, batch["items"], batch["timestamps"], batch["users"], query_times, context,
+                          deterministic=False, rngs={"dropout": rng}, method="logits_at_every_position")
     loss, count = full_softmax_loss(logits, batch["targets"], batch["weights"], module.num_items)
     return {"model": loss}, {"targets": count}
 
@@ -146,14 +214,17 @@ def encode(module, variables, batch, *, context, scoring=None):
 
 
 def score(module, variables, batch, *, context, scoring=None):
-    hidden = encode(module, variables, batch, context=context)
-    return mask_non_items(module.apply(variables, hidden, method="logits").astype(jnp.float32), module.num_items)
+    hidden, details = module.apply(variables, batch["items"], batch["timestamps"], context, explain=True)
+    logits = module.apply(variables, hidden[:, -1:], details, batch["users"], next_query_times(batch), context,
+                          last_only=True, method="scores")[:, 0]
+    return mask_non_items(logits.astype(jnp.float32), module.num_items)
 
 
 def explain(module, variables, batch, *, context, scoring=None) -> dict:
     """The attention behind the last position: past items (item ids [B, S] and the user layer's
     weights averaged over heads) and neighbours (the users who used the last item just before,
-    with the item layer's weights; absent when num_neighbours = 0)."""
+    with the item layer's weights; absent when num_neighbours = 0), and with the two-hop term the
+    items it recalls (what those users did last before the query time) with their score weights."""
     _, details = module.apply(variables, batch["items"], batch["timestamps"], context, explain=True)
     items = batch["items"][:, details["source"][-1]]  # [B, S]
     weights = details["user_attention"][:, -1].mean(-1)
@@ -161,6 +232,11 @@ def explain(module, variables, batch, *, context, scoring=None) -> dict:
     if details["neighbour_users"] is not None:
         users = details["neighbour_users"][:, -1]
         out["neighbours"] = (users, jnp.where(users > 0, details["item_attention"][:, -1].mean(-1), 0.0))
+    if module.uses_two_hop:
+        recalled, shares = module.apply(variables, details, batch["users"], next_query_times(batch),
+                                        jax.tree_util.tree_map(jnp.asarray, context), last_only=True,
+                                        method="two_hop_items_and_weights")
+        out["recalled"] = (recalled[:, 0], shares[:, 0])
     return out
 
 
