@@ -1,0 +1,97 @@
+"""Training throughput of the graph models on ML-1M, beside SASRec, from their experiment configs.
+
+    python scripts/bench_graph_models.py                      # writes bench_results/graph_models.json
+    python scripts/bench_graph_models.py --models tgat --steps 3 --repeats 2
+
+For each experiments/<model>_ml1m.py: the time to build the run (data, split, windows and the
+model's context: graphs, time-sorted lists, geography), the first step (compilation), then
+REPEATS runs of STEPS steps of the training loop's path (iterator -> device_put -> the jitted,
+donated step; metrics fetched once per run), with the median / best / worst seconds per step,
+training targets per second, steps per epoch and the implied time of one epoch and of the
+config's whole run, and how many times the step compiled (it must stay 1: fixed shapes).
+Needs the data: `stjax data fetch ml-1m`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from stjax.config import load_config
+from stjax.train.loop import build_run
+from stjax.train.state import make_train_step
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def measure(name: str, steps: int, repeats: int) -> dict:
+    config = load_config(str(ROOT / "experiments" / f"{name}_ml1m.py"))
+    start = time.perf_counter()
+    run = build_run(config, log=lambda m: None)
+    build_s = time.perf_counter() - start
+    step = make_train_step(run.spec, run.module, run.tx, config.model, 0, run.shardings)
+    state = run.state
+
+    def steps_of(count: int) -> tuple[float, float]:
+        nonlocal state
+        begin = time.perf_counter()
+        window = None
+        for _ in range(count):
+            state, metrics = step(state, jax.device_put(next(run.iterator), run.shardings.batch), run.context)
+            window = metrics if window is None else jax.tree_util.tree_map(jnp.add, window, metrics)
+        targets = float(jax.device_get(window)["targets"])
+        return (time.perf_counter() - begin) / count, targets / count
+
+    first_s, _ = steps_of(1)
+    seconds, targets, loads = [], [], []
+    for repeat in range(repeats):
+        s, t = steps_of(steps)
+        seconds.append(s)
+        targets.append(t)
+        loads.append(round(os.getloadavg()[0], 2))
+        print(f"{name} repeat {repeat + 1}/{repeats}: {s:.3f} s/step", flush=True)
+    median = statistics.median(seconds)
+    per_epoch = run.iterator.steps_per_epoch
+    return {
+        "config": f"experiments/{name}_ml1m.py", "batch_size": int(config.train.batch_size),
+        "max_length": int(config.data.max_length), "window": str(config.data.window),
+        "build_run_s": round(build_s, 2), "first_step_s": round(first_s, 2),
+        "step_s": {"median": round(median, 4), "best": round(min(seconds), 4), "worst": round(max(seconds), 4),
+                   "repeats": [round(s, 4) for s in seconds]},
+        "targets_per_step": round(statistics.median(targets), 1),
+        "targets_per_s": round(statistics.median(targets) / median, 1),
+        "steps_per_epoch": per_epoch, "epoch_s": round(per_epoch * median, 1),
+        "num_epochs": int(config.train.num_epochs),
+        "run_hours": round(per_epoch * median * int(config.train.num_epochs) / 3600, 2),
+        "train_step_compiles": step._cache_size(), "load_average": loads,
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["sasrec", "lstm_gat", "tgat", "fusion"])
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default="bench_results/graph_models.json")
+    args = parser.parse_args(argv)
+    results = {"date": datetime.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
+               "cpus": os.cpu_count(), "jax": jax.__version__, "devices": [str(d) for d in jax.devices()],
+               "steps": args.steps, "repeats": args.repeats, "models": {}}
+    for name in args.models:
+        results["models"][name] = measure(name, args.steps, args.repeats)
+        print(name, json.dumps(results["models"][name]), flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
