@@ -131,7 +131,7 @@ def schema() -> dict[str, Check]:
         "model.fusion": _one_of("concat", "gate", "attention"), "model.time_features": _integer(1),
         "model.history": _integer(1), "model.learn_time": _boolean, "model.parts": _nonempty_text,
         "model.ae_weight": _number(0.0), "model.two_hop": _boolean, "model.two_hop_positions": _integer(1),
-        "model.two_hop_items": _integer(1),
+        "model.two_hop_items": _integer(1), "model.item_residual": _boolean,
     }
 
 

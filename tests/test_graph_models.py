@@ -247,3 +247,18 @@ def test_tgat_two_hop_recalls_what_the_neighbours_did_last_before_the_query_time
         assert sorted(got) == sorted(expected), b
         checked += len(got)
     assert checked > 0
+
+
+def test_tgat_item_residual_adds_the_items_own_embedding():
+    """item_residual=true: each item node is the item layer's output plus the item's own (tied)
+    embedding; the same parameters without it give the layer's output alone."""
+    run = _run("tgat")
+    variables = {"params": run.state.params}
+    batch = {k: jnp.asarray(v[:4]) for k, v in run.prepared.sequences.test.items()}
+    context = jax.tree_util.tree_map(jnp.asarray, run.context)
+    plain, _, _ = run.module.apply(variables, batch["items"], batch["timestamps"], context, method="item_nodes")
+    residual_module = run.module.clone(item_residual=True)
+    residual, _, _ = residual_module.apply(variables, batch["items"], batch["timestamps"], context, method="item_nodes")
+    own = np.asarray(variables["params"]["item_embedding"]["embedding"])[np.asarray(batch["items"])]
+    np.testing.assert_allclose(np.asarray(residual), np.asarray(plain) + own, rtol=1e-6, atol=1e-6)
+    assert np.abs(own).max() > 0

@@ -42,6 +42,9 @@ def default_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
         name="tgat", hidden=64, num_heads=2, time_features=16, num_neighbours=10, history=20, num_blocks=1,
         dropout=0.2, two_hop=True, two_hop_positions=8, two_hop_items=3,
+        # item_residual: item node = own embedding + the item layer's output (the layer's output
+        # alone replaces the tied embedding, which revisit-heavy data such as check-ins needs).
+        item_residual=False,
         # learn_time: learn the time encoding's frequencies (TGAT's default); off, they stay at
         # 1 s .. 30 years, since their gradient grows with ages in seconds and swamps the clip.
         learn_time=False))
@@ -63,6 +66,7 @@ class TGATRecommender(TiedItemOutput, nn.Module):
     two_hop: bool = True
     two_hop_positions: int = 8
     two_hop_items: int = 3
+    item_residual: bool = False
 
     @property
     def uses_two_hop(self) -> bool:
@@ -101,7 +105,10 @@ class TGATRecommender(TiedItemOutput, nn.Module):
         K = users.shape[-1]
         graph = star_graph(x.reshape(B * T, D), self.user_embedding(users).reshape(B * T, K, D), mask.reshape(B * T, K))
         out, attention = self.item_layer(graph, ages.reshape(-1))
-        return out.nodes[: B * T].reshape(B, T, D), attention.reshape(B, T, K, -1), users
+        nodes = out.nodes[: B * T].reshape(B, T, D)
+        if self.item_residual:
+            nodes = nodes + x
+        return nodes, attention.reshape(B, T, K, -1), users
 
     def user_nodes(self, nodes, items, timestamps):
         """Each position's user state: attention over the `history` positions q <= p of the same
@@ -183,7 +190,8 @@ def make(config, info) -> nn.Module:
                            time_features=config.time_features, num_neighbours=config.num_neighbours,
                            history=config.history, num_blocks=config.num_blocks, dropout=config.dropout,
                            learn_time=config.learn_time, two_hop=config.two_hop,
-                           two_hop_positions=config.two_hop_positions, two_hop_items=config.two_hop_items)
+                           two_hop_positions=config.two_hop_positions, two_hop_items=config.two_hop_items,
+                           item_residual=config.item_residual)
 
 
 def make_context(prepared, info, config) -> dict:
