@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
+from bench_train import timed_steps  # scripts/ is on the path when a script runs
 
 from stjax.config import load_config
 from stjax.train.loop import build_run
@@ -41,22 +41,12 @@ def measure(name: str, steps: int, repeats: int) -> dict:
     step = make_train_step(run.spec, run.module, run.tx, config.model, 0, run.shardings)
     state = run.state
 
-    def steps_of(count: int) -> tuple[float, float]:
-        nonlocal state
-        begin = time.perf_counter()
-        window = None
-        for _ in range(count):
-            state, metrics = step(state, jax.device_put(next(run.iterator), run.shardings.batch), run.context)
-            window = metrics if window is None else jax.tree_util.tree_map(jnp.add, window, metrics)
-        targets = float(jax.device_get(window)["targets"])
-        return (time.perf_counter() - begin) / count, targets / count
-
-    first_s, _ = steps_of(1)
+    state, first_s, _ = timed_steps(step, state, run, 1)
     seconds, targets, loads = [], [], []
     for repeat in range(repeats):
-        s, t = steps_of(steps)
+        state, s, t = timed_steps(step, state, run, steps)
         seconds.append(s)
-        targets.append(t)
+        targets.append(t / steps)
         loads.append(round(os.getloadavg()[0], 2))
         print(f"{name} repeat {repeat + 1}/{repeats}: {s:.3f} s/step", flush=True)
     median = statistics.median(seconds)

@@ -59,6 +59,18 @@ def spread(seconds: list[float]) -> dict:
             "worst": round(max(seconds), 5), "repeats": [round(s, 5) for s in seconds]}
 
 
+def timed_steps(step, state, run, count: int):
+    """`count` steps of the training loop's path: iterator -> device_put -> sharded, donated step;
+    metrics summed on the device, fetched once at the end. -> (state, seconds per step, targets)."""
+    start = time.perf_counter()
+    window = None
+    for _ in range(count):
+        state, metrics = step(state, jax.device_put(next(run.iterator), run.shardings.batch), run.context)
+        window = metrics if window is None else jax.tree_util.tree_map(jnp.add, window, metrics)
+    targets = float(jax.device_get(window)["targets"])
+    return state, (time.perf_counter() - start) / count, targets
+
+
 def ratios(numerator: list[float], denominator: list[float]) -> dict:
     per_repeat = [a / b for a, b in zip(numerator, denominator)]
     return {"median": round(statistics.median(per_repeat), 2), "min": round(min(per_repeat), 2),
@@ -109,16 +121,10 @@ def train_and_eval(recbole: RecBole | None, steps: int, repeats: int, eval_repea
     state = run.state
 
     def stjax_steps(count: int) -> tuple[float, float]:
-        """Seconds per step and targets of `count` steps of the training loop's path: iterator ->
-        device_put -> sharded, donated step; metrics summed on the device, fetched once at the end."""
+        """Seconds per step and targets of `count` steps (`timed_steps`)."""
         nonlocal state
-        start = time.perf_counter()
-        window = None
-        for _ in range(count):
-            state, metrics = step(state, jax.device_put(next(run.iterator), run.shardings.batch), run.context)
-            window = metrics if window is None else jax.tree_util.tree_map(jnp.add, window, metrics)
-        targets = float(jax.device_get(window)["targets"])
-        return (time.perf_counter() - start) / count, targets
+        state, seconds, targets = timed_steps(step, state, run, count)
+        return seconds, targets
 
     stjax_steps(WARMUP)  # compiles
     if recbole:

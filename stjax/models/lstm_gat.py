@@ -39,6 +39,7 @@ from stjax.models.shared_graph import (
     interval_buckets,
     next_query_times,
     relation_context,
+    scatter_item_scores,
     star_graph,
     unit_vectors,
 )
@@ -204,10 +205,9 @@ class LSTMGAT(TiedItemOutput, nn.Module):
             B, T, W = logits.shape
             recent = details["neighbour_items"]  # [B, T, K, L]
             weights = details["neighbour_attention"].mean(-1)  # [B, T, K]
-            share = jnp.where(recent > 0, weights[..., None] / recent.shape[-1], 0.0).reshape(B * T, -1)
-            rows = jnp.broadcast_to(jnp.arange(B * T)[:, None], share.shape)
-            copy = jnp.zeros((B * T, W), logits.dtype).at[rows, recent.reshape(B * T, -1)].add(share)
-            logits = logits + jnp.exp(self.copy_log_scale) * copy.reshape(B, T, W)
+            share = jnp.where(recent > 0, weights[..., None] / recent.shape[-1], 0.0)
+            copy = scatter_item_scores(recent.reshape(B, T, -1), share.reshape(B, T, -1), W, logits.dtype)
+            logits = logits + jnp.exp(self.copy_log_scale) * copy
         if self.use_geo and self.distance_term:
             places = unit_vectors(context["latitude"], context["longitude"])  # [W, 3]
             origin = places[items]

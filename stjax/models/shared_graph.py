@@ -107,6 +107,16 @@ def geography_context(prepared, info, resolution: int) -> dict:
     return item_geography(prepared.split, info.item_rows, resolution)
 
 
+def scatter_item_scores(items, weights, num_columns: int, dtype):
+    """Directly scored items as a score table: items int32[B, T, N] (0 = none, its weight is 0),
+    weights float[B, T, N] -> float[B, T, num_columns], each item's weights summed in its column."""
+    B, T, N = items.shape
+    rows = jnp.broadcast_to(jnp.arange(B * T)[:, None], (B * T, N))
+    table = jnp.zeros((B * T, num_columns), dtype).at[rows, items.reshape(B * T, N)].add(
+        weights.reshape(B * T, N).astype(dtype))
+    return table.reshape(B, T, num_columns)
+
+
 def next_query_times(batch):
     """When each position's next item is asked for, int32[B, T]: the next event's time; for the
     last position the target's time when the batch has one (evaluation), else the last event's."""

@@ -35,7 +35,12 @@ from stjax.graphs.context import gather_rows, recent_before, temporal_lists
 from stjax.layers import PositionEmbedding, TemporalGraphAttention, TransformerBlock
 from stjax.models.base import ModelSpec
 from stjax.models.shared import TiedItemOutput, full_softmax_loss, item_embedding, mask_non_items
-from stjax.models.shared_graph import history_context, next_query_times, star_graph
+from stjax.models.shared_graph import (
+    history_context,
+    next_query_times,
+    scatter_item_scores,
+    star_graph,
+)
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -172,11 +177,7 @@ class TGATRecommender(TiedItemOutput, nn.Module):
             return logits
         context = jax.tree_util.tree_map(jnp.asarray, context)
         items, weights = self.two_hop_items_and_weights(details, users, query_times, context, last_only)
-        B, T, W = logits.shape
-        rows = jnp.broadcast_to(jnp.arange(B * T)[:, None], (B * T, items.shape[-1]))
-        hop = jnp.zeros((B * T, W), logits.dtype).at[rows, items.reshape(B * T, -1)].add(
-            weights.reshape(B * T, -1).astype(logits.dtype))
-        return logits + hop.reshape(B, T, W)
+        return logits + scatter_item_scores(items, weights, logits.shape[-1], logits.dtype)
 
     def logits_at_every_position(self, items, timestamps, users, query_times, context, deterministic: bool = True):
         """float[B, T, W]: what training needs (and what init traces, so every parameter exists)."""
