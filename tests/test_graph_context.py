@@ -23,8 +23,8 @@ from stjax.graphs.context import (
     relation_edges,
     temporal_lists,
 )
-from stjax.layers import GAT
-from stjax.models.shared_graph import DistancePrior, interval_buckets, star_graph, unit_vectors
+from stjax.layers import GAT, TemporalGraphAttention
+from stjax.models.shared_graph import DistancePrior, interval_buckets, star_graph, unit_vectors, window_graph
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +156,31 @@ def test_star_graph_attention_equals_gat_on_the_real_edges_only():
     real = np.asarray(attention[: Q * K]).reshape(Q, K, 2) * np.asarray(mask)[..., None]
     loops = np.asarray(attention[Q * K + np.arange(Q)])  # GAT appends one self-loop per node
     np.testing.assert_allclose(real.sum(1) + loops, 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("extra", [0, 5])
+def test_window_graph_equals_the_star_graph_of_copied_neighbours(extra):
+    """Neighbours that are query nodes themselves (extra = 0: a row's earlier positions) or rows
+    of a table after the queries (extra = 5: tgat's users): indexing them gives TGAT's attention
+    the same outputs and weights as a star graph of copies."""
+    rng = np.random.default_rng(2)
+    Q, S, D = 6, 4, 8
+    nodes = jnp.asarray(rng.normal(size=(Q + extra, D)), jnp.float32)
+    sources = jnp.asarray(rng.integers(0, Q + extra, size=(Q, S)), jnp.int32)
+    mask = jnp.asarray(rng.random((Q, S)) < 0.7).at[1].set(False)  # query 1 has no neighbour
+    ages = jnp.asarray(rng.uniform(0, 1e6, size=Q * S), jnp.float32)
+    layer = TemporalGraphAttention(D, num_heads=2, time_features=4)
+    star = star_graph(nodes[:Q], nodes[sources], mask)
+    params = layer.init(jax.random.PRNGKey(0), star, ages)
+    expected, expected_attention = layer.apply(params, star, ages)
+    graph = window_graph(nodes, sources, mask)
+    assert graph.nodes.shape == (Q + extra + 1, D)
+    out, attention = layer.apply(params, graph, ages)
+    np.testing.assert_allclose(out.nodes[:Q], expected.nodes[:Q], rtol=1e-5, atol=1e-6)
+    real = np.asarray(mask).reshape(-1)
+    np.testing.assert_allclose(np.asarray(attention)[real], np.asarray(expected_attention)[real], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(np.asarray(attention).reshape(Q, S, 2)[np.asarray(mask)].sum() / 2,
+                               np.asarray(mask).any(1).sum(), rtol=1e-5)  # each query with neighbours sums to 1
 
 
 def test_distance_prior_is_a_log_distance_term():

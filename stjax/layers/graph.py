@@ -196,15 +196,28 @@ class TemporalGraphAttention(nn.Module):
         encode = FunctionalTimeEncoding(self.time_features, self.time_learnable, dtype=self.dtype, param_dtype=self.param_dtype, name="time")
         zero_time = jnp.broadcast_to(encode(jnp.zeros(())), (num_nodes, self.time_features))
         query_in = jnp.concatenate([nodes, zero_time], -1)
-        key_parts = [nodes[graph.senders], encode(ages)]
+        # Keys and values are linear in [h_j ‖ x_ij ‖ Φ(age)]: the node part is projected once per
+        # node and gathered per edge (the edge part and Φ per edge), which is the same sum
+        # without an [E, F + edge + time] input (a node is the sender of many edges in
+        # windowed graphs: 50 edges per node for a user's last 50 events).
+        edge_in = [encode(ages)]
         if graph.edges is not None:
-            key_parts.insert(1, graph.edges.astype(self.dtype))
-        key_in = jnp.concatenate(key_parts, -1)
+            edge_in.insert(0, graph.edges.astype(self.dtype))
+        edge_in = jnp.concatenate(edge_in, -1)  # [E, edge + time]
+        node_in = jnp.concatenate([nodes, jnp.zeros((num_nodes, edge_in.shape[-1]), self.dtype)], -1)
         dense = lambda name: nn.DenseGeneral((H, C), dtype=self.dtype, param_dtype=self.param_dtype,  # noqa: E731
                                              name=name, kernel_init=_p(nn.initializers.xavier_uniform(),
                                                                        ("embed", "heads", "kv")))
         q = dense("query")(query_in)[graph.receivers]  # [E, H, C]
-        k, v = dense("key")(key_in), dense("value")(key_in)
+
+        def project(name):  # [h_j ‖ x_ij ‖ Φ] W + b for every edge
+            module = dense(name)
+            per_node = module(node_in)  # h W_h + b, [N, H, C]
+            kernel = nn.meta.unbox(module.variables["params"]["kernel"])[nodes.shape[-1]:]
+            per_edge = jnp.einsum("ef,fhc->ehc", edge_in, kernel.astype(self.dtype))
+            return per_node[graph.senders] + per_edge
+
+        k, v = project("key"), project("value")
         logits = jnp.sum(q * k, -1) / jnp.sqrt(C).astype(self.dtype)
         alpha = segment_softmax(logits, graph.receivers, num_nodes)
         attended = jax.ops.segment_sum(alpha[..., None] * v, graph.receivers, num_nodes).reshape(num_nodes, H * C)

@@ -40,6 +40,24 @@ def star_graph(queries: Array, neighbours: Array, mask: Array) -> jraph.GraphsTu
                              n_node=jnp.asarray([nodes.shape[0]]), n_edge=jnp.asarray([Q * K]), globals=None)
 
 
+def window_graph(nodes: Array, sources: Array, mask: Array) -> jraph.GraphsTuple:
+    """nodes float[N, D] (the Q queries first, N >= Q); sources int32[Q, S] (rows of nodes);
+    mask bool[Q, S]. Edge (q, j): nodes[sources[q, j]] -> query q.
+
+    The same edges as `star_graph(nodes[:Q], nodes[sources], mask)` (in (q, j) order, padding
+    edges at a trailing zero node) without a copy of a node per edge, for neighbours that are
+    themselves queries (a row's own earlier positions) or rows of a small table (the users):
+    the graph has N + 1 nodes instead of Q (S + 1) + 1, so a layer's per-node work is done once
+    per distinct node."""
+    Q, S = sources.shape
+    padding = jnp.int32(nodes.shape[0])
+    senders = jnp.where(mask, sources, padding).reshape(-1).astype(jnp.int32)
+    receivers = jnp.where(mask.reshape(-1), jnp.repeat(jnp.arange(Q, dtype=jnp.int32), S), padding)
+    return jraph.GraphsTuple(nodes=jnp.concatenate([nodes, jnp.zeros((1, nodes.shape[1]), nodes.dtype)]),
+                             edges=None, senders=senders, receivers=receivers,
+                             n_node=jnp.asarray([nodes.shape[0] + 1]), n_edge=jnp.asarray([Q * S]), globals=None)
+
+
 def interval_buckets(timestamps: Array) -> Array:
     """int32[B, T] -> int32[B, T]: 0 at padding and at a sequence's first event, else
     1 + floor(log2(1 + minutes since the previous event)), capped at INTERVAL_BUCKETS."""

@@ -40,6 +40,7 @@ from stjax.models.shared_graph import (
     next_query_times,
     scatter_item_scores,
     star_graph,
+    window_graph,
 )
 
 
@@ -108,7 +109,13 @@ class TGATRecommender(TiedItemOutput, nn.Module):
         users = gather_rows(context["item_users"], positions, mask)
         ages = (timestamps[..., None] - gather_rows(context["item_times"], positions, mask)).astype(jnp.float32)
         K = users.shape[-1]
-        graph = star_graph(x.reshape(B * T, D), self.user_embedding(users).reshape(B * T, K, D), mask.reshape(B * T, K))
+        table = self.user_embedding.embedding
+        if table.shape[0] <= B * T * K:  # the user table is smaller than one copy per edge: index it
+            graph = window_graph(jnp.concatenate([x.reshape(B * T, D), table.astype(x.dtype)]),
+                                 (B * T + users).reshape(B * T, K), mask.reshape(B * T, K))
+        else:
+            graph = star_graph(x.reshape(B * T, D), self.user_embedding(users).reshape(B * T, K, D),
+                               mask.reshape(B * T, K))
         out, attention = self.item_layer(graph, ages.reshape(-1))
         nodes = out.nodes[: B * T].reshape(B, T, D)
         if self.item_residual:
@@ -124,9 +131,9 @@ class TGATRecommender(TiedItemOutput, nn.Module):
         source = jnp.arange(T)[:, None] + offsets[None, :]  # [T, S]
         valid = (source >= 0)[None] & (items[:, jnp.clip(source, 0)] > 0) & (items[..., None] > 0)  # [B, T, S]
         source = jnp.clip(source, 0)
-        neighbours = nodes[:, source]  # [B, T, S, D]
         ages = (timestamps[..., None] - timestamps[:, source]).astype(jnp.float32)
-        graph = star_graph(nodes.reshape(B * T, D), neighbours.reshape(B * T, S, D), valid.reshape(B * T, S))
+        flat = jnp.arange(B)[:, None, None] * T + source[None]  # [B, T, S] rows of nodes.reshape(B * T, D)
+        graph = window_graph(nodes.reshape(B * T, D), flat.reshape(B * T, S), valid.reshape(B * T, S))
         out, attention = self.user_layer(graph, ages.reshape(-1))
         return out.nodes[: B * T].reshape(B, T, D), attention.reshape(B, T, S, -1), source
 
@@ -153,20 +160,22 @@ class TGATRecommender(TiedItemOutput, nn.Module):
         and each one's last L training items strictly before query_times[:, p]."""
         neighbours = details["neighbour_users"]  # [B, T, K]
         P, L = self.two_hop_positions, self.two_hop_items
-        B, T, K = neighbours.shape
-        padded = jnp.concatenate([jnp.zeros((B, P - 1, K), neighbours.dtype), neighbours], axis=1)
-        # [B, T, P, K]: lag j (0 = this position) at [..., j, :]; zeros before the sequence starts.
-        neighbours = jnp.stack([padded[:, P - 1 - j: P - 1 - j + T] for j in range(P)], axis=2)
+        B = neighbours.shape[0]
+        if last_only:  # the last position reads lags 0 .. P-1 only
+            neighbours = neighbours[:, -P:]
+        # How much this user follows each of them: a sigmoid of a bilinear affinity + a bias per lag.
+        # The affinity depends on (user, neighbour) only, so it is computed once per position's
+        # neighbours ([B, T, K]) and then lag-stacked like them, not once per lag ([B, T, P, K, D]).
+        query = self.hop_query(self.user_embedding(users))  # [B, D]
+        affinity = jnp.einsum("bd,btkd->btk", query, self.user_embedding(neighbours))
+        neighbours, affinity = lag_stack(neighbours, P), lag_stack(affinity, P)  # [B, T, P, K]
         if last_only:
-            neighbours, query_times = neighbours[:, -1:], query_times[:, -1:]
+            neighbours, affinity, query_times = neighbours[:, -1:], affinity[:, -1:], query_times[:, -1:]
         others = (neighbours > 0) & (neighbours != users[:, None, None, None])
         times = jnp.broadcast_to(query_times[:, :, None, None], neighbours.shape)
         positions, found = recent_before(context["user_offsets"], context["user_times"], neighbours, times, L)
         items = gather_rows(context["user_items"], positions, found & others[..., None])  # [B, T', P, K, L]
-        # How much this user follows each of them: a sigmoid of a bilinear affinity + a bias per lag.
-        query = self.hop_query(self.user_embedding(users))  # [B, D]
-        affinity = jnp.einsum("bd,btpkd->btpk", query, self.user_embedding(neighbours)) + self.hop_lag_bias[:, None]
-        share = jax.nn.sigmoid(affinity)[..., None] * jnp.exp(self.hop_log_scale) / L
+        share = jax.nn.sigmoid(affinity + self.hop_lag_bias[:, None])[..., None] * jnp.exp(self.hop_log_scale) / L
         weights = jnp.where(items > 0, share, 0.0)
         return items.reshape(B, items.shape[1], -1), weights.reshape(B, items.shape[1], -1)
 
@@ -183,6 +192,14 @@ class TGATRecommender(TiedItemOutput, nn.Module):
         """float[B, T, W]: what training needs (and what init traces, so every parameter exists)."""
         hidden, details = self(items, timestamps, context, deterministic, explain=True)
         return self.scores(hidden, details, users, query_times, context)
+
+
+def lag_stack(x, lags: int):
+    """x[B, T, ...] -> [B, T, lags, ...]: at [:, p, j] the value of position p - j (j = 0 is p
+    itself), zeros before the sequence starts."""
+    B, T = x.shape[:2]
+    padded = jnp.concatenate([jnp.zeros((B, lags - 1) + x.shape[2:], x.dtype), x], axis=1)
+    return jnp.stack([padded[:, lags - 1 - j: lags - 1 - j + T] for j in range(lags)], axis=2)
 
 
 def make(config, info) -> nn.Module:
