@@ -24,7 +24,13 @@ from stjax.graphs.context import (
     temporal_lists,
 )
 from stjax.layers import GAT, TemporalGraphAttention
-from stjax.models.shared_graph import DistancePrior, interval_buckets, star_graph, unit_vectors, window_graph
+from stjax.models.shared_graph import (
+    DistancePrior,
+    interval_buckets,
+    star_graph,
+    unit_vectors,
+    window_graph,
+)
 
 
 @pytest.fixture(scope="module")
