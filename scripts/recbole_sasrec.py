@@ -2,6 +2,7 @@
 
     PY scripts/recbole_sasrec.py serve DATA_DIR DATASET [THREADS]   # timing worker: commands on stdin
     PY scripts/recbole_sasrec.py fit DATA_DIR DATASET [THREADS]     # RecBole's recommended run, early stopping
+    PY scripts/recbole_sasrec.py test DATA_DIR DATASET CHECKPOINT   # a saved model of `fit` on the test split
 
 The one thing to know: `import recbole.model.sequential_recommender` imports sine.py, which calls
 `torch.autograd.set_detect_anomaly(True)` at import time and so slows every backward pass
@@ -10,6 +11,12 @@ The one thing to know: `import recbole.model.sequential_recommender` imports sin
 `time_steps` refuses to time while it is on. Importing this module needs no torch (the tests
 check the two functions against a stand-in torch).
 
+A second thing: RecBole 1.2.1 reloads its best checkpoint with `torch.load(file)`, which PyTorch
+>= 2.6 refuses (`weights_only=True` became the default, and RecBole's checkpoint holds its config
+object), so `fit` ended with an UnpicklingError after training. The checkpoints are RecBole's own,
+written by this process, so we set PyTorch's documented switch TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD
+before importing torch.
+
 `serve` keeps the dataset and model in memory and answers one line of JSON per command
 (`train STEPS`, `eval SPLIT`, `quit`), so the caller can interleave RecBole and stjax repeats.
 """
@@ -17,6 +24,7 @@ check the two functions against a stand-in torch).
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -68,6 +76,7 @@ def config_dict(data_path: str, benchmark: bool) -> dict:
 
 
 def _load(data_dir: str, dataset: str, benchmark: bool):
+    os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"  # RecBole's own checkpoints (see the docstring)
     import torch
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
@@ -161,6 +170,16 @@ def fit(data_dir: str, dataset: str, threads: str = "0") -> None:
         "test": {k: float(v) for k, v in test.items()}, "history": history}), flush=True)
 
 
+def test(data_dir: str, dataset: str, checkpoint: str) -> None:
+    """The test split scored by a model `fit` saved (RecBole's best-validation checkpoint), with
+    the time of that evaluation alone (loading the checkpoint included)."""
+    torch, config, model, trainer, train_data, valid_data, test_data, info = _load(data_dir, dataset, False)
+    start = time.perf_counter()
+    result = trainer.evaluate(test_data, load_best_model=True, model_file=checkpoint, show_progress=False)
+    print("RESULT " + json.dumps({**info, "checkpoint": checkpoint, "test_s": time.perf_counter() - start,
+                                  "test": {k: float(v) for k, v in result.items()}}), flush=True)
+
+
 if __name__ == "__main__":
     mode, data_dir, dataset, *rest = sys.argv[1:]
-    {"serve": serve, "fit": fit}[mode](data_dir, dataset, *rest)
+    {"serve": serve, "fit": fit, "test": test}[mode](data_dir, dataset, *rest)

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The ML-1M rows of the graph models beside SASRec and TiSASRec at one CPU-sized protocol: each
+# experiments/<model>_ml1m.py with length 50, each user's last window per epoch (window=last,
+# the TiSASRec authors' ML-1M setting), batch 128, up to 200 epochs, validation every 10,
+# early stopping after 5 validations without improvement; the best validation checkpoint on test
+# (leave-one-out by time, full ranking). Long: hours on 2 CPU cores. A stopped row resumes from
+# its workdir's last checkpoint when the script runs again; finished rows are skipped.
+#   stjax data fetch ml-1m
+#   bash scripts/ml1m_graph_table.sh                   # every row, then the table
+#   ROWS="tgat lstm_gat" bash scripts/ml1m_graph_table.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+STJAX=${STJAX:-.venv/bin/stjax}
+ROWS=${ROWS:-"sasrec tisasrec tgat lstm_gat fusion"}
+mkdir -p runs
+for name in $ROWS; do
+  workdir="runs/ml1m50_${name}"
+  if [ -f "$workdir/results.json" ]; then echo "$name: done"; continue; fi
+  echo "$name: training ($(date -u +%H:%M))"
+  $STJAX train --config "experiments/${name}_ml1m.py" --workdir "$workdir" --no-progress \
+    --config.data.max_length=50 --config.data.window=last --config.train.num_epochs=200 \
+    --config.train.eval_every_epochs=10 >> "$workdir.log" 2>&1 || echo "$name failed ($workdir.log)"
+done
+.venv/bin/python - <<'PY'
+import json
+from pathlib import Path
+print("| model | test NDCG@10 | HR@10 | MRR@10 | best validation NDCG@10 | best step | stopped early | train s | targets/s |")
+print("|---|---|---|---|---|---|---|---|---|")
+for path in sorted(Path("runs").glob("ml1m50_*/results.json"), key=lambda p: p.stat().st_mtime):
+    r = json.loads(path.read_text())
+    t = r["test"]
+    timings = r.get("timings", {})
+    print(f"| {path.parent.name[7:]} | {t['ndcg@10']:.4f} | {t['hr@10']:.4f} | {t['mrr@10']:.4f} | "
+          f"{r['valid']['ndcg@10']:.4f} | {r['best_step']} | {r['stopped_early']} | {timings.get('train_s', 0):.0f} | "
+          f"{timings.get('train_targets_per_s', 0):,.0f} |")
+PY
