@@ -1,9 +1,10 @@
 """What the graph models share: star graphs for neighbour attention, interval buckets, the
 relation and geography context, and the distance prior over candidate places. Not a model.
 
-A "star graph" turns a batch of queries, each with up to K neighbours, into one
-`jraph.GraphsTuple`: node q (0..Q-1) is query q, node Q + q*K + j its j-th neighbour, and a last
-zero node receives the edges of padding neighbours so that they never touch a real query.
+A "window graph" turns a batch of queries, each with up to K neighbours among given nodes, into
+one `jraph.GraphsTuple`: node q (0..Q-1) is query q, edge (q, j) comes from its j-th neighbour,
+and a last zero node receives the edges of padding neighbours so that they never touch a real
+query. A "star graph" is the window graph of the queries followed by one copy of each neighbour.
 The graph layers of `stjax.layers.graph` then attend over exactly the real neighbours.
 """
 
@@ -27,35 +28,29 @@ Array = jax.Array
 INTERVAL_BUCKETS = 24  # log2 minutes: 1 minute .. ~16 years
 
 
-def star_graph(queries: Array, neighbours: Array, mask: Array) -> jraph.GraphsTuple:
-    """queries float[Q, D]; neighbours float[Q, K, D]; mask bool[Q, K] (True = real neighbour).
-
-    Edges neighbour -> query, in (q, j) order, so the layer's attention [Q*K, H] reshapes to
-    [Q, K, H]; padding edges point at the trailing zero node."""
-    Q, K, D = neighbours.shape
-    nodes = jnp.concatenate([queries, neighbours.reshape(Q * K, D), jnp.zeros((1, D), queries.dtype)])
-    senders = Q + jnp.arange(Q * K, dtype=jnp.int32)
-    receivers = jnp.where(mask.reshape(-1), jnp.repeat(jnp.arange(Q, dtype=jnp.int32), K), Q + Q * K)
-    return jraph.GraphsTuple(nodes=nodes, edges=None, senders=senders, receivers=receivers,
-                             n_node=jnp.asarray([nodes.shape[0]]), n_edge=jnp.asarray([Q * K]), globals=None)
-
-
 def window_graph(nodes: Array, sources: Array, mask: Array) -> jraph.GraphsTuple:
     """nodes float[N, D] (the Q queries first, N >= Q); sources int32[Q, S] (rows of nodes);
-    mask bool[Q, S]. Edge (q, j): nodes[sources[q, j]] -> query q.
+    mask bool[Q, S] (True = real neighbour). Edge (q, j): nodes[sources[q, j]] -> query q.
 
-    The same edges as `star_graph(nodes[:Q], nodes[sources], mask)` (in (q, j) order, padding
-    edges at a trailing zero node) without a copy of a node per edge, for neighbours that are
-    themselves queries (a row's own earlier positions) or rows of a small table (the users):
-    the graph has N + 1 nodes instead of Q (S + 1) + 1, so a layer's per-node work is done once
+    Edges in (q, j) order, so the layer's attention [Q*S, H] reshapes to [Q, S, H]; padding
+    edges point at a trailing zero node, so they never touch a real query. Neighbours that are
+    themselves nodes (a row's own earlier positions, or rows of a small table such as the users)
+    are indexed, not copied: the graph has N + 1 nodes, and a layer's per-node work is done once
     per distinct node."""
     Q, S = sources.shape
-    padding = jnp.int32(nodes.shape[0])
-    senders = jnp.where(mask, sources, padding).reshape(-1).astype(jnp.int32)
+    padding = nodes.shape[0]
     receivers = jnp.where(mask.reshape(-1), jnp.repeat(jnp.arange(Q, dtype=jnp.int32), S), padding)
     return jraph.GraphsTuple(nodes=jnp.concatenate([nodes, jnp.zeros((1, nodes.shape[1]), nodes.dtype)]),
-                             edges=None, senders=senders, receivers=receivers,
-                             n_node=jnp.asarray([nodes.shape[0] + 1]), n_edge=jnp.asarray([Q * S]), globals=None)
+                             edges=None, senders=sources.reshape(-1).astype(jnp.int32), receivers=receivers,
+                             n_node=jnp.asarray([padding + 1]), n_edge=jnp.asarray([Q * S]), globals=None)
+
+
+def star_graph(queries: Array, neighbours: Array, mask: Array) -> jraph.GraphsTuple:
+    """queries float[Q, D]; neighbours float[Q, K, D] (a copy per edge); mask bool[Q, K]: the
+    `window_graph` of the queries followed by the copies (node Q + q*K + j is query q's j-th)."""
+    Q, K, D = neighbours.shape
+    copies = Q + jnp.arange(Q * K, dtype=jnp.int32).reshape(Q, K)
+    return window_graph(jnp.concatenate([queries, neighbours.reshape(Q * K, D)]), copies, mask)
 
 
 def interval_buckets(timestamps: Array) -> Array:
