@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import platform
 import resource
 import time
 from pathlib import Path
 
 import numpy as np
+from bench_common import machine  # scripts/ is on the path when a script runs
 
 
 def _pipeline(path, format_, result_queue):
@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--out", default="bench_results/data.json")
     args = parser.parse_args()
-    results = {"machine": {"cpus": mp.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}}
+    results = {"machine": machine()}
     ml1m = Path(args.data_dir) / "ml-1m"
     if not ml1m.exists():
         from stjax.data.fetch import fetch

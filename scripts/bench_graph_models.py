@@ -15,15 +15,13 @@ Needs the data: `stjax data fetch ml-1m`.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
-import jax
+from bench_common import machine  # scripts/ is on the path when a script runs
 from bench_train import timed_steps  # scripts/ is on the path when a script runs
 
 from stjax.config import load_config
@@ -73,9 +71,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default="bench_results/graph_models.json")
     args = parser.parse_args(argv)
-    results = {"date": datetime.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
-               "cpus": os.cpu_count(), "jax": jax.__version__, "devices": [str(d) for d in jax.devices()],
-               "steps": args.steps, "repeats": args.repeats, "models": {}}
+    results = {"machine": machine(), "steps": args.steps, "repeats": args.repeats, "models": {}}
     for name in args.models:
         results["models"][name] = measure(name, args.steps, args.repeats)
         print(name, json.dumps(results["models"][name]), flush=True)

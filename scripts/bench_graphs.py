@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from bench_common import machine  # scripts/ is on the path when a script runs
 
 from stjax.config import data_defaults
 from stjax.data.pipeline import prepare
@@ -81,10 +81,8 @@ def main(argv=None):
     _, stages["recent_before_device_compile"] = timed(lambda: lookup(offsets, times, items, query_times), repeats=1)
     _, stages["recent_before_device_51200_queries"] = timed(lambda: lookup(offsets, times, items, query_times))
     result = {
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "command": "python scripts/bench_graphs.py " + " ".join(argv or []),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "jax": jax.__version__,
-                    "device": str(jax.devices()[0]), "load_before": load_before, "load_after": os.getloadavg()},
+        "machine": machine() | {"load_average_before": [round(x, 2) for x in load_before]},
         "sizes": {"events": len(log), "training_events": len(graph.users), "users": log.num_users,
                   "items": log.num_items, "co_interaction_edges": len(relation[0]), "region_edges": len(region[0]),
                   "k": args.k},

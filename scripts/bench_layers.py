@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import jraph
 import numpy as np
+from bench_common import machine  # scripts/ is on the path when a script runs
 from flax.linen import meta
 
 from stjax.layers import GAT, RecurrentLayer, TransformerBlock
@@ -70,8 +70,7 @@ def main():
     parser.add_argument("--out", default="bench_results/layers.json")
     args = parser.parse_args()
     lengths = [50] if args.quick else [50, 200]
-    results = {"machine": {"backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
-                           "platform": platform.platform(), "jax": jax.__version__}}
+    results = {"machine": machine()}
     for t in lengths:
         results[f"lstm_scan_T{t}"] = bench_lstm(t, True)
         results[f"lstm_unrolled_T{t}"] = bench_lstm(t, False)

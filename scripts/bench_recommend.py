@@ -15,10 +15,8 @@ peak RSS is its own. Writes bench_results/recommend.json.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -27,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_common import machine  # scripts/ is on the path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,17 +96,6 @@ def run_case(num_users: int, num_items: int, batch_size: int, k: int) -> dict:
         "parquet_mb": round(size / 2**20, 1), "row_groups": groups, "devices": len(jax.devices()),
         "load_average_1m_at_end": round(os.getloadavg()[0], 2),  # > 2 on 2 cores: something else ran too
     }
-
-
-def machine() -> dict:
-    import jax
-
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-    return {"nproc": int(nproc or os.cpu_count()), "cpu": cpu, "platform": platform.platform(),
-            "python": platform.python_version(), "jax": jax.__version__, "backend": jax.default_backend(),
-            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
 
 
 def main(argv=None) -> int:

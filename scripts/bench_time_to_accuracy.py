@@ -22,10 +22,8 @@ Writes bench_results/time_to_accuracy.json.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -33,6 +31,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from bench_common import machine  # scripts/ is on the path when a script runs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -116,12 +116,10 @@ def main(argv=None):
     parser.add_argument("--sides", default="stjax,recbole", help="which runs, comma-separated")
     parser.add_argument("--out", default="bench_results/time_to_accuracy.json")
     args = parser.parse_args(argv)
-    import jax
 
     results = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": "python scripts/bench_time_to_accuracy.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "jax": jax.__version__},
+        "machine": machine(),
         "order": args.order,
     }
     out = Path(args.out)

@@ -24,10 +24,8 @@ once; RecBole's epoch of prefixes), each priced at that side's median step.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -36,6 +34,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+from bench_common import machine  # scripts/ is on the path when a script runs
 
 from stjax.config import base_config
 from stjax.train.loop import build_run, make_evaluators
@@ -211,10 +210,8 @@ def main(argv=None):
     elif args.threads:
         parser.error("--threads: 0 (each side's default) or 1")
     results = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": "python scripts/bench_train.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": _cpu_name(),
-                    "jax": jax.__version__, "backend": jax.default_backend()},
+        "machine": machine(),
         "sizes": "hidden 64, inner 256, 2 blocks, 2 heads, length 50, batch 256, CE over all items",
     }
     results["threads"] = args.threads or "default (torch: one per core; XLA: its thread pool)"
@@ -238,16 +235,6 @@ def main(argv=None):
     print(json.dumps({k: v for k, v in results.get("train", {}).items() if k == "ratios"}, indent=1), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":

@@ -23,11 +23,9 @@ depend on the machine's load: equal flops show equal work.
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib.util
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -36,6 +34,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from bench_common import machine  # scripts/ is on the path when a script runs
 
 from stjax.config import base_config
 from stjax.train.loop import build_run
@@ -154,10 +153,8 @@ def main(argv=None):
         print(f"repeat {repeat + 1}/{args.repeats}: " + ", ".join(f"{n} {s[-1] * 1e3:.1f} ms" for n, s in seconds.items()),
               flush=True)
     results = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": "python scripts/bench_yardstick.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": _cpu_name(),
-                    "jax": jax.__version__, "backend": jax.default_backend()},
+        "machine": machine(),
         "load_average_1m_per_repeat": [round(x, 2) for x in loads],
         "sizes": {"hidden": 64, "inner": 256, "blocks": 2, "heads": 2, "length": 50, "batch": 256,
                   "items": num_items, "dropout": 0.2},
@@ -178,16 +175,6 @@ def _cost(compiled) -> dict:
     analysis = analysis[0] if isinstance(analysis, list) else analysis
     return {"gflops": round(analysis.get("flops", float("nan")) / 1e9, 3),
             "gb_accessed": round(analysis.get("bytes accessed", float("nan")) / 1e9, 3)}
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":
