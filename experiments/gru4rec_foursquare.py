@@ -8,18 +8,9 @@ by time, full ranking over all 5,135 venues; Acc@K = HR@K).
 Result: the README's Foursquare NYC table (`scripts/foursquare_table.sh` runs every row).
 """
 
-from stjax.config import base_config, variant
+from stjax.config import base_config, foursquare_protocol, variant
 
 
 def get_config(arg=None):
-    config = base_config("gru4rec", source="foursquare-nyc")
-    config.data.max_length = 50
-    config.data.window = "all"  # every check-in is a target once (users average 137 check-ins)
-    config.train.batch_size = 128
-    config.train.num_epochs = 20
-    config.train.learning_rate = 1e-3
-    config.train.eval_every_epochs = 2
-    config.train.patience = 3
-    config.eval.ks = (1, 5, 10, 20)
-
+    config = foursquare_protocol(base_config("gru4rec", source="foursquare-nyc"))
     return variant(config, arg)

@@ -219,6 +219,22 @@ def base_config(model: str, source: str = "synthetic") -> ml_collections.ConfigD
     return config
 
 
+def foursquare_protocol(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The protocol of the README's Foursquare NYC table, shared by its experiments: windows of
+    50 check-ins, every check-in a target once (`window=all`; users average 137 check-ins),
+    batch 128, up to 20 epochs at learning rate 1e-3, validation every 2 epochs with patience 3,
+    Acc@1/5/10/20 (= HR@K). An experiment changes what its model needs after this call."""
+    config.data.max_length = 50
+    config.data.window = "all"
+    config.train.batch_size = 128
+    config.train.num_epochs = 20
+    config.train.learning_rate = 1e-3
+    config.train.eval_every_epochs = 2
+    config.train.patience = 3
+    config.eval.ks = (1, 5, 10, 20)
+    return config
+
+
 def tiny(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The test-sized variant of an experiment: synthetic data, small model, a few steps."""
     config.data.source = "synthetic"
