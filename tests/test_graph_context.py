@@ -97,10 +97,36 @@ def test_given_relation_maps_ids_and_counts_what_it_drops(split, tmp_path):
     assert "dropped 1 pairs naming a user absent from the log and 1 self-loops" in report.describe()
     bad = tmp_path / "bad.txt"
     bad.write_text("1 2\n3\n")
-    with pytest.raises(DataError, match="bad.txt"):
+    with pytest.raises(DataError) as error:
         relation_edges(split, "given", file=str(bad))
+    assert str(error.value) == f"{bad}:2: expected 2 fields, found 1"
     with pytest.raises(ValueError, match="needs model.relation_file"):
         relation_edges(split, "given")
+
+
+def test_given_relation_reads_weights_and_runs_of_blanks(split, tmp_path):
+    """Weights rank a user's neighbours (a pair listed twice sums them); fields may be separated by
+    several spaces or tabs; bad weights and paths fail naming the file, line and field."""
+    tokens = split.log.user_vocab.tokens
+    path = tmp_path / "trust.tsv"
+    path.write_text(f"  {tokens[1]}  \t {tokens[2]} 0.5\n{tokens[1]}\t{tokens[3]}\t4\n"
+                    f"{tokens[2]} {tokens[1]}   2.5  \n{tokens[1]} {tokens[4]} 1\n")
+    s, r, w = relation_edges(split, "given", file=str(path))
+    assert dict(zip(zip(s.tolist(), r.tolist()), w.tolist())) == {
+        (1, 2): 3.0, (2, 1): 3.0, (1, 3): 4.0, (3, 1): 4.0, (1, 4): 1.0, (4, 1): 1.0}
+    assert neighbour_table(s, r, w, split.log.num_users, 3)[1].tolist() == [3, 2, 4]
+    for text, message in ((f"{tokens[1]} {tokens[2]} 1\n{tokens[1]} {tokens[3]} -2\n",
+                           "2: field 'weight': expected a positive weight, found -2"),
+                          (f"{tokens[1]} {tokens[2]} 1\n{tokens[1]} {tokens[3]} x\n",
+                           "2: field 'weight': expected a number, found 'x'"),
+                          ("a b c d\n", "1: expected 2 or 3 fields (user user [weight]), found 4")):
+        path.write_text(text)
+        with pytest.raises(DataError) as error:
+            relation_edges(split, "given", file=str(path))
+        assert str(error.value) == f"{path}:{message}"
+    with pytest.raises(DataError) as error:
+        relation_edges(split, "given", file=str(tmp_path))
+    assert str(error.value) == f"{tmp_path}: is a directory, expected a file"
 
 
 def test_temporal_lists_hold_exactly_the_training_events(split):

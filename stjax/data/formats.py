@@ -703,25 +703,41 @@ def load_stan_npy(path: Path, strict: bool = True, region_resolution: int = 4) -
                   relative_time=True)
 
 
-def load_edges(path: Path, strict: bool = True) -> Loaded:
-    """Trust/social edge list: `user user [weight]` separated by tabs or spaces."""
-    report = RepairReport()
-    with open(path, "rb") as handle:
-        first = handle.readline().decode("utf-8", errors="replace").strip()
-    if not first:
+def _edge_width(path: Path) -> int:
+    """How many fields an edge list has (2 or 3), from its first non-blank line."""
+    try:
+        with open(path, "rb") as handle:
+            first = next(((number, fields) for number, line in enumerate(handle, 1)
+                          if (fields := line.decode("utf-8", errors="replace").split())), None)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, expected a file") from None
+    if first is None:
         raise DataError([Issue(str(path), None, None, "file is empty", "empty_file")])
-    delimiter = "\t" if "\t" in first else " "
-    width = len(first.split(delimiter))
-    if width not in (2, 3):
-        raise DataError([Issue(str(path), 1, None, f"expected 2 or 3 fields (user user [weight]), found {width}",
+    number, fields = first
+    if len(fields) not in (2, 3):
+        raise DataError([Issue(str(path), number, None,
+                               f"expected 2 or 3 fields (user user [weight]), found {len(fields)}",
                                "wrong_column_count")])
-    names = ["source", "target", "weight"][:width]
-    raw = read_delimited(path, delimiter=delimiter, names=names)
+    return len(fields)
+
+
+def load_edges(path: Path, strict: bool = True) -> Loaded:
+    """Trust/social edge list: `user user [weight]`, fields separated by tabs or spaces (runs of
+    them count as one). Weights must be positive and finite (1 when the column is absent)."""
+    report = RepairReport()
+    raw = read_delimited(path, delimiter=" ", names=["source", "target", "weight"][:_edge_width(path)],
+                         whitespace=True)
+    width = len(raw.columns)
     checker = RowChecker(raw, strict, report)
     source = to_token(checker, raw.columns["source"], "source")
     target = to_token(checker, raw.columns["target"], "target")
-    weight = (to_float(checker, raw.columns["weight"], "weight") if width == 3
-              else np.ones(raw.num_rows))
+    weight = np.ones(raw.num_rows)
+    if width == 3:
+        weight = to_float(checker, raw.columns["weight"], "weight")
+        checker.flag(weight <= 0, "weight", "not_positive", lambda v: f"expected a positive weight, found {v}",
+                     raw.columns["weight"])
     rows = _finish(checker, raw, {"source": source, "target": target, "weight": weight})
     edges = SocialEdges(np.asarray(rows["source"].to_pylist(), dtype=object),
                         np.asarray(rows["target"].to_pylist(), dtype=object),

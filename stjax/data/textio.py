@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +107,7 @@ def read_delimited(
     encoding: str = "utf-8",
     quote_char: str | None = None,
     max_issues: int = 1000,
+    whitespace: bool = False,
 ) -> RawTable:
     """Reads a delimited file into string columns, locating every malformed line.
 
@@ -121,7 +123,11 @@ def read_delimited(
       encoding: text encoding of the file; undecodable bytes are issues.
       quote_char: when set and present in the file, the slower `csv` module parses it.
       max_issues: how many issues to keep in full (all are counted in `rows_read`).
+      whitespace: fields are separated by runs of spaces and tabs (leading and trailing ones
+        ignored), as in edge lists written by hand; `delimiter` must then be " ".
     """
+    if whitespace and delimiter != " ":
+        raise ValueError(f"whitespace=True splits on runs of spaces and tabs; delimiter must be ' ', got {delimiter!r}")
     path = Path(path)
     name = str(path)
     try:
@@ -136,6 +142,9 @@ def read_delimited(
         buf = buf.replace(b"\r\n", b"\n")
     if buf.startswith(b"\xef\xbb\xbf"):
         buf = buf[3:]
+    if whitespace:  # one space between fields, none around them; lines keep their numbers
+        buf = re.sub(rb"[ \t]+", b" ", buf)
+        buf = re.sub(rb"(?m)^ | $", b"", buf)
     # Blank lines at the very end hold no record; blank lines inside the file are issues.
     buf = buf.rstrip(b"\n") + b"\n"
 

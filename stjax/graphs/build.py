@@ -135,8 +135,9 @@ def user_relation_graph(split: Split, method: str, stats: dict | None = None, **
 
     Always symmetric, without self loops, one edge per ordered pair, sorted by (sender, receiver).
     Methods and their parameters:
-      given(senders, receivers): an external edge list of user ids (a social network); weight =
-        number of times the pair is listed, in either direction.
+      given(senders, receivers, weights=None): an external edge list of user ids (a social
+        network); weight = the sum of the pair's listed weights (1 each when None), in either
+        direction.
       co_interaction(window_s, max_pairs_per_item=10_000): users whose training events on the same
         item are at most `window_s` seconds apart; weight = number of such event pairs. Each event
         is paired with its nearest later events on the item first; an item yielding more than
@@ -162,7 +163,7 @@ def user_relation_graph(split: Split, method: str, stats: dict | None = None, **
     return builder(split, stats=stats, **params)
 
 
-def _given(split: Split, senders, receivers, stats=None):
+def _given(split: Split, senders, receivers, weights=None, stats=None):
     num_users = split.log.num_users
     senders = np.asarray(senders, dtype=np.int64)
     receivers = np.asarray(receivers, dtype=np.int64)
@@ -171,7 +172,7 @@ def _given(split: Split, senders, receivers, stats=None):
         if bad.any():
             raise ValueError(f"given user relation: {name}[{int(np.argmax(bad))}] = {int(ids[bad][0])}; "
                              f"expected user ids in 1..{num_users}")
-    return symmetric_edges(senders, receivers, num_nodes=num_users + 1)
+    return symmetric_edges(senders, receivers, weights, num_nodes=num_users + 1)
 
 
 def _co_interaction(split: Split, window_s: int, max_pairs_per_item: int = 10_000, stats=None):

@@ -84,8 +84,8 @@ def relation_edges(split: Split, method: str, *, file: str = "", window_s: int =
     if method == "given":
         if not file:
             raise ValueError("user relation 'given' needs model.relation_file (a `user user [weight]` edge list)")
-        senders, receivers, _ = given_edges(file, split.log.user_vocab, report)
-        result = user_relation_graph(split, "given", senders=senders, receivers=receivers)
+        senders, receivers, weights = given_edges(file, split.log.user_vocab, report)
+        result = user_relation_graph(split, "given", senders=senders, receivers=receivers, weights=weights)
     else:
         params = {"co_interaction": {"window_s": int(window_s)}, "proximity": {"radius_km": float(radius_km)}}
         result = user_relation_graph(split, method, **params.get(method, {}))
