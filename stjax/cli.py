@@ -333,12 +333,13 @@ def explain_command(workdir, user, k, top, as_json):
 @_user_errors
 def export_command(workdir, what, out, batch_size):
     """The model's user vectors (its encode()) for every user of the run, as Parquet."""
-    from stjax.export import export_users
+    from stjax.export import check_output, export_users
     from stjax.recommend import RecommendError
     from stjax.train.loop import load_model
 
     path = _run_folder(workdir)
     try:
+        check_output(out)
         model, _ = load_model(path)
         summary = export_users(model, path, out, batch_size)
     except RecommendError as err:
