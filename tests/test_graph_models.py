@@ -26,11 +26,18 @@ def _run(name, **model):
     return build_run(config, log=lambda m: None)
 
 
+# What each graph model's context must hold (so that the checks below cannot pass vacuously).
+CONTEXT_KEYS = {"lstm_gat": {"user_offsets", "neighbours", "latitude"}, "tgat": {"user_offsets", "item_offsets"},
+                "fusion": {"senders"}}
+
+
 @pytest.mark.parametrize("name", ["lstm_gat", "tgat", "fusion"])
 def test_context_holds_no_validation_or_test_event(name):
     """Every event a graph model can read through its context is a training event: the user-time
-    and item-time lists and the graph edges match the training part exactly."""
+    and item-time lists, the graph edges and lstm_gat's relation neighbours (co-interaction,
+    recounted here by brute force over training event pairs) match the training part exactly."""
     run = _run(name)
+    assert CONTEXT_KEYS[name] <= set(run.context)
     split, log = run.prepared.split, run.prepared.log
     held_out = (split.part == VALID) | (split.part == TEST)
     relative = log.timestamp - log.timestamp.min()
@@ -49,10 +56,39 @@ def test_context_holds_no_validation_or_test_event(name):
             rows = slice(offsets[item], offsets[item + 1])
             events |= {(u, item, t) for u, t in zip(context["item_users"][rows].tolist(),
                                                     context["item_times"][rows].tolist())}
-    if events:
+    if "user_offsets" in context or "item_offsets" in context:
         train = ~held_out
         assert events == set(zip(log.user[train].tolist(), log.item[train].tolist(), relative[train].tolist()))
         assert not events & held
+    if "neighbours" in context:  # co-interaction within the window, training events only
+        train = np.flatnonzero(~held_out)
+        window = int(run.config.model.relation_window_s)
+        weights = {}
+        for item in np.unique(log.item[train]):
+            rows = train[log.item[train] == item]
+            for a, x in enumerate(rows):
+                for y in rows[a + 1:]:
+                    if log.user[x] != log.user[y] and abs(int(log.timestamp[x]) - int(log.timestamp[y])) <= window:
+                        for pair in ((log.user[x], log.user[y]), (log.user[y], log.user[x])):
+                            weights[pair] = weights.get(pair, 0) + 1
+        table = context["neighbours"]
+        K = table.shape[1]
+        for user in range(1, log.num_users + 1):
+            ranked = sorted((-w, s) for (s, r), w in weights.items() if r == user)[:K]
+            assert table[user].tolist() == [s for _, s in ranked] + [0] * (K - len(ranked)), user
+        assert np.count_nonzero(table) > log.num_users  # the tiny data gives most users several neighbours
+    if "latitude" in context:  # an item sits at the mean place of its training events (unit-vector mean)
+        train = ~held_out
+        for item in range(1, log.num_items + 1):
+            rows = train & (log.item == item) & np.isfinite(log.latitude) & np.isfinite(log.longitude)
+            assert bool(context["located"][item]) == bool(rows.any()), item
+            if rows.any():
+                lat, lon = np.radians(log.latitude[rows]), np.radians(log.longitude[rows])
+                x, y, z = (np.cos(lat) * np.cos(lon)).mean(), (np.cos(lat) * np.sin(lon)).mean(), np.sin(lat).mean()
+                expected = np.degrees([np.arctan2(z, np.hypot(x, y)), np.arctan2(y, x)])
+                np.testing.assert_allclose([context["latitude"][item], context["longitude"][item]], expected,
+                                           atol=1e-4)
+        assert context["located"][1:log.num_items + 1].sum() > log.num_items // 2
     if "senders" in context:  # the LightGCN view: user-item pairs of training events only
         users = run.info.num_users
         pairs = {(s, r - users - 1) for s, r in zip(context["senders"].tolist(), context["receivers"].tolist())
@@ -101,6 +137,15 @@ def trained(tmp_path_factory):
         train_and_evaluate(config, workdir, log=lambda m: None, progress=False)
         folders[name] = workdir
     return folders
+
+
+@pytest.mark.parametrize("name", ["lstm_gat", "tgat", "fusion"])
+def test_graph_models_compile_each_step_once_per_run(trained, name):
+    """Fixed shapes: one epoch of many batches, validation and test compile the training step
+    and the scoring step once each (the graphs ride in the run-wide context, not in batches)."""
+    results = json.loads((trained[name] / "results.json").read_text())
+    assert results["steps"] > 1
+    assert (results["timings"]["train_step_compiles"], results["timings"]["eval_step_compiles"]) == (1, 1)
 
 
 def test_explain_gives_the_models_own_attention(trained):

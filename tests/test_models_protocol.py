@@ -34,6 +34,10 @@ def test_model_protocol(name):
         losses.append(float(metrics["loss"]))
     assert np.isfinite(losses).all()
     assert losses[-1] < losses[0] * 0.95, losses
+    # Other batches (other users, lengths, targets) and the state a step returns reuse the one
+    # compiled step: fixed shapes, and the state keeps its structure and shardings.
+    for index in (1, run.iterator.steps_per_epoch - 1):
+        state, _ = step(state, jax.device_put(run.iterator.batch(0, index), run.shardings.batch), run.context)
     assert step._cache_size() == 1
     examples = run.prepared.sequences.test
     eval_batch = {k: jnp.asarray(v[:5]) for k, v in examples.items()}
