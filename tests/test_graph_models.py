@@ -180,6 +180,84 @@ def test_explain_gives_the_models_own_attention(trained):
         explain_user(model, trained["fusion"], "u00003")
 
 
+def _captured(model, batch, layers, **kwargs):
+    """The forward pass over every position (not explain's last-position path) with the outputs
+    (graph, attention) of the named graph layers captured."""
+    variables = {"params": model.state.params}
+    _, state = model.module.apply(variables, *kwargs.pop("args"), model.context, **kwargs,
+                                  capture_intermediates=lambda module, _: module.name in layers,
+                                  mutable=["intermediates"])
+    return {name: state["intermediates"][name]["__call__"][0] for name in layers}
+
+
+def _explained_batch(model, workdir, user):
+    from stjax.recommend import build_batch, histories_from_run
+
+    vocab = json.loads((workdir / "vocab.json").read_text())
+    histories = histories_from_run(workdir, vocab)
+    index = [str(u) for u in histories.users].index(user)
+    batch = build_batch(histories, index, 1, model.spec.batch_kind, model.info.max_length, max(1, histories.longest),
+                        max(1, int(model.info.max_bag)))
+    return {k: jnp.asarray(v) for k, v in batch.items() if k != "exclude"}, vocab
+
+
+def _incoming(graph, attention, receiver):
+    """{sender: attention averaged over heads, summed over its edges} of the edges into `receiver`."""
+    receivers, senders = np.asarray(graph.receivers), np.asarray(graph.senders)
+    weights = np.asarray(attention).mean(-1)
+    out = {}
+    for e in np.flatnonzero(receivers == receiver):
+        out[int(senders[e])] = out.get(int(senders[e]), 0.0) + float(weights[e])
+    return out
+
+
+def test_explained_weights_are_the_graph_layers_attention(trained):
+    """explain's weights are the attention coefficients the GAT / TGAT layers computed, read from
+    the layers' own outputs in a full forward pass: lstm_gat's neighbours (with the self-loop, a
+    softmax per head: they sum to one), tgat's past items (user layer) and the users of the last
+    item (item layer)."""
+    from stjax.explain import explain_user
+    from stjax.models.shared_graph import next_query_times
+    from stjax.train.loop import load_model
+
+    user = "u00003"
+    model, _ = load_model(trained["lstm_gat"])
+    result = explain_user(model, trained["lstm_gat"], user, k=5, top=100)
+    batch, vocab = _explained_batch(model, trained["lstm_gat"], user)
+    T = batch["items"].shape[1]
+    graph, attention = _captured(model, batch, ["gat"], args=(batch["items"], batch["timestamps"], batch["users"]),
+                                 query_times=next_query_times(batch))["gat"]
+    incoming = _incoming(graph, attention, T - 1)  # B = 1: query node p is position p
+    self_loop = incoming.pop(T - 1)
+    neighbours = np.asarray(model.context["neighbours"])[int(batch["users"][0])]
+    K = min(model.module.num_neighbours, len(neighbours))
+    # star graph: the K copies of position p's neighbours are nodes T + p*K .. T + p*K + K - 1
+    expected = {vocab["users"][n]: incoming[T + (T - 1) * K + k] for k, n in enumerate(neighbours[:K]) if n > 0}
+    assert len(expected) >= 2
+    assert {e["id"]: e["weight"] for e in result["neighbours"]} == pytest.approx(expected, abs=1e-5)
+    assert sum(expected.values()) + self_loop == pytest.approx(1.0, abs=1e-5)
+
+    model, _ = load_model(trained["tgat"])
+    several = 0
+    for user in ("u00003", "u00005", "u00007", "u00011", "u00013"):
+        result = explain_user(model, trained["tgat"], user, k=5, top=100)
+        batch, vocab = _explained_batch(model, trained["tgat"], user)
+        layers = _captured(model, batch, ["user_layer", "item_layer"], args=(batch["items"], batch["timestamps"]),
+                           explain=True)
+        past = {}  # window graph over the row's positions, p itself included
+        for position, weight in _incoming(*layers["user_layer"], T - 1).items():
+            item = vocab["items"][int(batch["items"][0, position])]
+            past[item] = past.get(item, 0.0) + weight
+        assert len(past) >= 2
+        assert {e["id"]: e["weight"] for e in result["items"]} == pytest.approx(past, abs=1e-5)
+        graph, attention = layers["item_layer"]
+        assert graph.nodes.shape[0] == T + model.info.num_users + 2  # positions, user table, zero node
+        users = {vocab["users"][sender - T]: w for sender, w in _incoming(graph, attention, T - 1).items()}
+        assert users and {e["id"]: e["weight"] for e in result["neighbours"]} == pytest.approx(users, abs=1e-5)
+        several += len(users) >= 2
+    assert several >= 2
+
+
 def test_explain_cli(trained):
     done = _cli("explain", "--workdir", str(trained["lstm_gat"]), "--user", "u00003")
     assert done.returncode == 0, done.stderr[-2000:]
