@@ -9,7 +9,9 @@ STJAX=${STJAX:-.venv/bin/stjax}
 DEFAULT_ROWS="popularity:popularity: sasrec:sasrec: tisasrec:tisasrec: gru4rec:gru4rec: lightgcn:lightgcn:
 lstm_gat:lstm_gat: lstm_gat-no-relation:lstm_gat:model.relation=none lstm_gat-no-geo:lstm_gat:model.use_geo=false
 tgat:tgat: fusion:fusion: tgat-no-graph:tgat:model.num_neighbours=0 fusion-no-gnn:fusion:model.parts=ae,rnn
-lstm_gat-neither:lstm_gat:model.use_geo=false+model.relation=none fusion-no-ae:fusion:model.parts=rnn,gnn"
+lstm_gat-neither:lstm_gat:model.use_geo=false+model.relation=none fusion-no-ae:fusion:model.parts=rnn,gnn
+tgat-item-residual:tgat:model.item_residual=true tgat-no-two-hop:tgat:model.two_hop=false
+lightgcn-social:lightgcn:model.relation=co_interaction"
 ROWS=${ROWS:-$DEFAULT_ROWS}
 mkdir -p runs
 for row in $ROWS; do

@@ -30,6 +30,7 @@ ROWS = {
     "lstm_gat-no-geo": ("lstm_gat", {"relation": "given", "use_geo": False}),
     "tgat": ("tgat", {}),
     "tgat-no-graph": ("tgat", {"num_neighbours": 0}),
+    "tgat-item-residual": ("tgat", {"item_residual": True}),
     "fusion": ("fusion", {}),
     "fusion-no-gnn": ("fusion", {"parts": "ae,rnn"}),
     "fusion-no-ae": ("fusion", {"parts": "rnn,gnn"}),

@@ -1,25 +1,34 @@
 #!/usr/bin/env bash
 # The ML-1M rows of the graph models beside SASRec and TiSASRec at one CPU-sized protocol: each
-# experiments/<model>_ml1m.py with length 50, each user's last window per epoch (window=last,
-# the TiSASRec authors' ML-1M setting), batch 128, up to 200 epochs, validation every 10,
-# early stopping after 5 validations without improvement; the best validation checkpoint on test
-# (leave-one-out by time, full ranking). Long: hours on 2 CPU cores. A stopped row resumes from
-# its workdir's last checkpoint when the script runs again; finished rows are skipped.
+# sequence model's experiments/<model>_ml1m.py with length 50, each user's last window per epoch
+# (window=last, the TiSASRec authors' ML-1M setting), batch 128, up to 200 epochs, validation
+# every 10, early stopping after 5 validations without improvement; LightGCN (not a sequence
+# model: BPR over training pairs) at its experiments/lightgcn_ml1m.py, plain and social
+# (co-interaction within an hour). The best validation checkpoint on test (leave-one-out by time,
+# full ranking). Long: hours on 2 CPU cores. A stopped row resumes from its workdir's last
+# checkpoint when the script runs again; finished rows are skipped.
 #   stjax data fetch ml-1m
 #   bash scripts/ml1m_graph_table.sh                   # every row, then the table
 #   ROWS="tgat lstm_gat" bash scripts/ml1m_graph_table.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 STJAX=${STJAX:-.venv/bin/stjax}
-ROWS=${ROWS:-"sasrec tisasrec tgat lstm_gat fusion"}
+ROWS=${ROWS:-"sasrec tisasrec tgat lstm_gat fusion lightgcn lightgcn-social"}
+SEQUENCE="--config.data.max_length=50 --config.data.window=last --config.train.num_epochs=200
+  --config.train.eval_every_epochs=10"
 mkdir -p runs
 for name in $ROWS; do
   workdir="runs/ml1m50_${name}"
+  case "$name" in
+    lightgcn) config=lightgcn; args="" ;;
+    lightgcn-social) config=lightgcn; args="--config.model.relation=co_interaction" ;;
+    *) config=$name; args=$SEQUENCE ;;
+  esac
   if [ -f "$workdir/results.json" ]; then echo "$name: done"; continue; fi
   echo "$name: training ($(date -u +%H:%M))"
-  $STJAX train --config "experiments/${name}_ml1m.py" --workdir "$workdir" --no-progress \
-    --config.data.max_length=50 --config.data.window=last --config.train.num_epochs=200 \
-    --config.train.eval_every_epochs=10 >> "$workdir.log" 2>&1 || echo "$name failed ($workdir.log)"
+  # shellcheck disable=SC2086  # args are words
+  $STJAX train --config "experiments/${config}_ml1m.py" --workdir "$workdir" --no-progress $args \
+    >> "$workdir.log" 2>&1 || echo "$name failed ($workdir.log)"
 done
 .venv/bin/python - <<'PY'
 import json
