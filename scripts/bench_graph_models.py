@@ -2,6 +2,7 @@
 
     python scripts/bench_graph_models.py                      # writes bench_results/graph_models.json
     python scripts/bench_graph_models.py --models tgat --steps 3 --repeats 2
+    python scripts/bench_graph_models.py --models tgat --cost --set data.max_length=50 data.window=last
 
 For each experiments/<model>_ml1m.py: the time to build the run (data, split, windows and the
 model's context: graphs, time-sorted lists, geography), the first step (compilation), then
@@ -21,6 +22,7 @@ import statistics
 import time
 from pathlib import Path
 
+import jax
 from bench_common import machine  # scripts/ is on the path when a script runs
 from bench_train import timed_steps  # scripts/ is on the path when a script runs
 
@@ -31,14 +33,27 @@ from stjax.train.state import make_train_step
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def measure(name: str, steps: int, repeats: int) -> dict:
-    config = load_config(str(ROOT / "experiments" / f"{name}_ml1m.py"))
+def xla_cost(step, state, run) -> dict:
+    """XLA's cost analysis of the compiled training step: GFLOP, GB accessed, GB of temporaries."""
+    batch = jax.device_put(next(run.iterator), run.shardings.batch)
+    compiled = step.lower(state, batch, run.context).compile()
+    analysis = compiled.cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, list) else analysis
+    memory = compiled.memory_analysis()
+    return {"gflop": round(analysis.get("flops", float("nan")) / 1e9, 2),
+            "gb_accessed": round(analysis.get("bytes accessed", float("nan")) / 1e9, 2),
+            "temp_gb": round(getattr(memory, "temp_size_in_bytes", float("nan")) / 1e9, 2)}
+
+
+def measure(name: str, steps: int, repeats: int, overrides=(), cost: bool = False) -> dict:
+    config = load_config(str(ROOT / "experiments" / f"{name}_ml1m.py"), [f"--config.{o}" for o in overrides])
     start = time.perf_counter()
     run = build_run(config, log=lambda m: None)
     build_s = time.perf_counter() - start
     step = make_train_step(run.spec, run.module, run.tx, config.model, 0, run.shardings)
     state = run.state
 
+    costs = xla_cost(step, state, run) if cost else None
     state, first_s, _ = timed_steps(step, state, run, 1)
     seconds, targets, loads = [], [], []
     for repeat in range(repeats):
@@ -60,8 +75,8 @@ def measure(name: str, steps: int, repeats: int) -> dict:
         "steps_per_epoch": per_epoch, "epoch_s": round(per_epoch * median, 1),
         "num_epochs": int(config.train.num_epochs),
         "run_hours": round(per_epoch * median * int(config.train.num_epochs) / 3600, 2),
-        "train_step_compiles": step._cache_size(), "load_average": loads,
-    }
+        "train_step_compiles": step._cache_size(), "load_average": loads, "overrides": list(overrides),
+    } | ({"xla_cost": costs} if costs else {})
 
 
 def main(argv=None):
@@ -69,11 +84,15 @@ def main(argv=None):
     parser.add_argument("--models", nargs="+", default=["sasrec", "lstm_gat", "tgat", "fusion"])
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config overrides for every model, e.g. data.max_length=50 data.window=last")
+    parser.add_argument("--cost", action="store_true",
+                        help="also record XLA's cost analysis of the step (GFLOP, GB accessed, temporaries)")
     parser.add_argument("--out", default="bench_results/graph_models.json")
     args = parser.parse_args(argv)
     results = {"machine": machine(), "steps": args.steps, "repeats": args.repeats, "models": {}}
     for name in args.models:
-        results["models"][name] = measure(name, args.steps, args.repeats)
+        results["models"][name] = measure(name, args.steps, args.repeats, args.set, args.cost)
         print(name, json.dumps(results["models"][name]), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))

@@ -112,11 +112,9 @@ def sample_neighbours(adjacency: TemporalAdjacency | InteractionGraph, nodes, ti
       later); or 'uniform', k distinct edges drawn uniformly without replacement among all edges
       before t (all of them when there are at most k), with `rng` (required).
 
-    Speed, measured on a synthetic graph of ML-1M's size (6,040 users x 3,706 items, 1,000,209
-    edges with Zipf-skewed ids and times over ML-1M's span; 1,000,209 queries at the edges' own (user, t); k = 20; best
-    and median of 5 runs on 2 shared Xeon cores, load ~4): building the CSR 0.32 / 0.33 s;
-    'recent' 0.79 / 0.81 s; 'uniform' 1.22 / 1.80 s. `tests/test_graphs.py::
-    test_sampling_speed_at_ml1m_scale` (marked slow) reruns it.
+    Vectorised (no per-query Python loop): on the real ML-1M, the 20 most recent neighbours of
+    every training event take about 2 s on 2 CPU cores (`scripts/bench_graphs.py`, figures in the
+    README); `tests/test_graphs.py::test_sampling_speed_at_ml1m_scale` (slow) runs it at that size.
     """
     if k < 1:
         raise ValueError(f"sample_neighbours: k = {k}; expected k >= 1")
