@@ -215,13 +215,15 @@ def evaluate_command(workdir, all_items):
     import ml_collections
 
     from stjax.train.checkpoint import Checkpoints
-    from stjax.train.loop import build_run, make_evaluators, read_json
+    from stjax.train.loop import build_run, make_evaluators, read_context, read_json
 
     path = _run_folder(workdir)
     config = ml_collections.ConfigDict(read_json(path / "config.json", "the run's config"))
     if all_items:
         config.eval.exclude_history = False
-    run = build_run(config, log=lambda m: None)
+    # The data give the held-out events; the graphs and lists the model reads are the run's own
+    # (context.npz), so a trust file changed since training changes nothing here.
+    run = build_run(config, log=lambda m: None, context=read_context(path))
     checkpoints = Checkpoints(path, async_save=False, log=lambda m: err_console.print(m, highlight=False))
     if checkpoints.latest_step() is None:
         raise UserError(f"{workdir}: no checkpoint yet; train first")

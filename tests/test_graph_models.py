@@ -385,3 +385,27 @@ def test_tgat_item_residual_adds_the_items_own_embedding():
     own = np.asarray(variables["params"]["item_embedding"]["embedding"])[np.asarray(batch["items"])]
     np.testing.assert_allclose(np.asarray(residual), np.asarray(plain) + own, rtol=1e-6, atol=1e-6)
     assert np.abs(own).max() > 0
+
+
+def test_evaluate_scores_with_the_graphs_the_run_trained_with(tmp_path):
+    """`stjax evaluate` reads the held-out events from the data but the graphs from the run folder:
+    with the trust file deleted after training it still runs, and gives the training's test metrics."""
+    from click.testing import CliRunner
+
+    from stjax.cli import main
+    from stjax.train.loop import train_and_evaluate
+
+    trust = tmp_path / "trust.txt"
+    trust.write_text("".join(f"u{a:05d} u{b:05d}\n" for a in range(0, 40, 2) for b in (a + 1, a + 3)))
+    config = tiny(base_config("lstm_gat"))
+    with config.unlocked():
+        config.train.num_epochs = 1
+        config.model.relation = "given"
+        config.model.relation_file = str(trust)
+    results = train_and_evaluate(config, tmp_path / "run", log=lambda m: None, progress=False)
+    trust.unlink()
+    done = CliRunner().invoke(main, ["evaluate", "--workdir", str(tmp_path / "run")])
+    assert done.exit_code == 0, done.output
+    evaluated = json.loads(done.output.strip().splitlines()[-1])
+    for key in ("ndcg@10", "hr@10", "mrr@10"):
+        assert evaluated["test"][key] == pytest.approx(results["test"][key], abs=1e-6)

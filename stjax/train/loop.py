@@ -114,8 +114,9 @@ def _mesh(config):
         raise ConfigError(str(err)) from None
 
 
-def build_run(config, log=print) -> Run:
-    """Data, model, optimizer and a fresh state for `config` (no training)."""
+def build_run(config, log=print, context: dict | None = None) -> Run:
+    """Data, model, optimizer and a fresh state for `config` (no training). context: the run-wide
+    arrays to use instead of building them from the data (a run folder's, see `read_context`)."""
     spec = _spec(config)
     split = config.data.split
     for name in config.eval.evaluators:
@@ -141,7 +142,7 @@ def build_run(config, log=print) -> Run:
                              process_index=jax.process_index(), process_count=jax.process_count())
     total_steps = int(config.train.num_steps or 0) or int(config.train.num_epochs) * iterator.steps_per_epoch
     try:
-        context = spec.make_context(prepared, info, config)
+        context = spec.make_context(prepared, info, config) if context is None else context
     except ValueError as err:  # e.g. an unknown model.relation, or 'given' without a relation_file
         raise ConfigError(f"model config: {err}") from None
     model = build_model(config, info, context, total_steps, mesh)
@@ -194,6 +195,12 @@ def _unflatten(flat: dict) -> dict:
     return tree
 
 
+def read_context(workdir: str | Path) -> dict | None:
+    """The run-wide arrays a run trained with (its context.npz), or None when it has none."""
+    path = Path(workdir) / "context.npz"
+    return _unflatten(dict(np.load(path))) if path.exists() else None
+
+
 def load_model(workdir: str | Path, num_devices: int = 0, model_parallel: int = 1) -> tuple[Model, dict]:
     """The model of a run folder with its best checkpoint, on a mesh of this process's devices,
     without the data. Returns (model, run.json)."""
@@ -210,8 +217,7 @@ def load_model(workdir: str | Path, num_devices: int = 0, model_parallel: int = 
         raise ConfigError(f"{workdir}: the item table was padded for {info.item_shards} shards, which "
                           f"{mesh.shape['model']} model-parallel devices do not divide (train with "
                           f"train.item_rows_multiple set to a multiple of both)")
-    context_file = workdir / "context.npz"
-    context = _unflatten(dict(np.load(context_file))) if context_file.exists() else {}
+    context = read_context(workdir) or {}
     model = build_model(config, info, context, mesh=mesh)
     checkpoints = Checkpoints(workdir, async_save=False)
     if checkpoints.latest_step() is None:
