@@ -36,6 +36,7 @@ ROWS = {
     "fusion-no-ae": ("fusion", {"parts": "rnn,gnn"}),
     "lightgcn": ("lightgcn", {}),
     "lightgcn-social": ("lightgcn", {"relation": "given"}),
+    "lightgcn-no-graph": ("lightgcn", {"num_layers": 0}),
 }
 
 
@@ -50,7 +51,7 @@ def planted_trust_file(users: int, items: int, events: int, influence: float, re
 
 
 def row_config(row: str, users: int, items: int, events: int, influence: float, region: str, trust: Path,
-               epochs: int | None = None):
+               epochs: int | None = None, learning_rate: float = 3e-3):
     name, model = ROWS[row]
     epochs = epochs or (48 if name == "fusion" else 12)
     config = base_config(name)
@@ -70,7 +71,7 @@ def row_config(row: str, users: int, items: int, events: int, influence: float, 
             train.batch_size, train.num_epochs, train.eval_every_epochs = 1024, 5 * epochs, 10
         else:
             train.batch_size, train.num_epochs, train.eval_every_epochs = 128, epochs, 3
-        train.patience, train.warmup_steps, train.learning_rate, train.log_every = 0, 0, 3e-3, 1000
+        train.patience, train.warmup_steps, train.learning_rate, train.log_every = 0, 0, learning_rate, 1000
     return config
 
 
@@ -82,6 +83,9 @@ def main(argv=None):
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--influence", type=float, default=0.1)
     parser.add_argument("--influencer-region", default="same", choices=["same", "any"])
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs of every row (default 12, fusion 48; LightGCN runs 5x as many)")
+    parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--out", default="bench_results/graph_ablations.json")
     args = parser.parse_args(argv)
     folder = Path(tempfile.mkdtemp())
@@ -89,7 +93,8 @@ def main(argv=None):
                                folder / "trust.tsv")
     results = {"settings": vars(args) | {"rows": args.rows}, "rows": {}}
     for row in args.rows:
-        config = row_config(row, args.users, args.items, args.events, args.influence, args.influencer_region, trust)
+        config = row_config(row, args.users, args.items, args.events, args.influence, args.influencer_region, trust,
+                            args.epochs, args.learning_rate)
         start = time.perf_counter()
         result = train_and_evaluate(config, folder / row, log=lambda m: None, progress=False)
         results["rows"][row] = {"test_ndcg@10": result["test"]["ndcg@10"], "valid_ndcg@10": result["valid"]["ndcg@10"],
