@@ -212,13 +212,12 @@ def _run_folder(workdir: str) -> Path:
 @_user_errors
 def evaluate_command(workdir, all_items):
     """Recompute validation and test metrics from the best checkpoint (rebuilds the data split)."""
-    import ml_collections
-
+    from stjax.config import saved_config
     from stjax.train.checkpoint import Checkpoints
     from stjax.train.loop import build_run, make_evaluators, read_context, read_json
 
     path = _run_folder(workdir)
-    config = ml_collections.ConfigDict(read_json(path / "config.json", "the run's config"))
+    config = saved_config(read_json(path / "config.json", "the run's config"))
     if all_items:
         config.eval.exclude_history = False
     # The data give the held-out events; the graphs and lists the model reads are the run's own

@@ -159,6 +159,26 @@ def from_json(text: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.loads(text))
 
 
+def saved_config(saved: dict) -> ml_collections.ConfigDict:
+    """A run folder's config.json, completed with the defaults of keys added to stjax since the run
+    was trained (an option added later defaults to the behaviour before it), so that old run
+    folders still evaluate, recommend and resume. Keys of the saved config win."""
+    model = saved.get("model", {}) if isinstance(saved, dict) else {}
+    try:
+        defaults = json.loads(to_json(base_config(model.get("name", ""), saved.get("data", {}).get("source",
+                                                                                                    "synthetic"))))
+    except (KeyError, ValueError):  # an unknown model: left to the checks that name it
+        return ml_collections.ConfigDict(saved)
+
+    def merge(base, over):
+        if isinstance(base, dict) and isinstance(over, dict):
+            return {key: merge(base[key], over[key]) if key in base and key in over else over.get(key, base.get(key))
+                    for key in base.keys() | over.keys()}
+        return over
+
+    return ml_collections.ConfigDict(merge(defaults, saved))
+
+
 def data_defaults() -> ml_collections.ConfigDict:
     """The `data` section: every key the data pipeline reads, with its default."""
     return ml_collections.ConfigDict(dict(

@@ -166,3 +166,23 @@ def test_plain_log_lines_when_not_on_a_terminal(tmp_path):
     assert "step 2/8 epoch 0.50 loss " in result.output
     assert "step 4: valid ndcg@10 " in result.output
     assert "\x1b[" not in result.output  # no colour codes when redirected
+
+
+def test_a_run_folder_from_before_an_option_existed_still_evaluates_and_resumes(reference, tmp_path):
+    """Options added to stjax after a run was trained take their defaults (the behaviour before
+    them) when its config.json lacks them: evaluate, recommend and resume keep working."""
+    shutil.copytree(reference[0], tmp_path / "run")
+    workdir = tmp_path / "run"
+    config = json.loads((workdir / "config.json").read_text())
+    del config["model"]["loss"], config["eval"]["exclude_history"]  # as if written before they existed
+    (workdir / "config.json").write_text(json.dumps(config))
+    result = CliRunner().invoke(main, ["evaluate", "--workdir", str(workdir)])
+    assert result.exit_code == 0, result.output
+    evaluated = json.loads(result.output.strip().splitlines()[-1])
+    assert evaluated["test"]["ndcg@10"] == pytest.approx(reference[1]["test"]["ndcg@10"], abs=1e-6)
+    result = CliRunner().invoke(main, ["recommend", "--workdir", str(workdir), "--users", "all", "--k", "3"])
+    assert result.exit_code == 0, result.output
+    messages = []
+    resumed = _train(workdir, log=messages.append)  # same config, already finished: resumes, no error
+    assert any(m.startswith("resumed from step ") for m in messages), messages
+    assert _numbers(resumed) == _numbers(reference[1])

@@ -19,11 +19,10 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from stjax import models
-from stjax.config import ConfigError, to_json
+from stjax.config import ConfigError, saved_config, to_json
 from stjax.data.batching import BatchIterator, relative_times, sample_batch, user_histories
 from stjax.data.pipeline import prepare
 from stjax.eval.evaluator import EVALUATORS, EvaluationError, Evaluator, Evaluators
@@ -205,7 +204,7 @@ def load_model(workdir: str | Path, num_devices: int = 0, model_parallel: int = 
     """The model of a run folder with its best checkpoint, on a mesh of this process's devices,
     without the data. Returns (model, run.json)."""
     workdir = Path(workdir)
-    config = ml_collections.ConfigDict(read_json(workdir / "config.json", "the run's config"))
+    config = saved_config(read_json(workdir / "config.json", "the run's config"))
     record = read_json(workdir / "run.json", "the run's sizes")
     if not isinstance(record, dict) or not isinstance(record.get("info"), dict):
         raise TrainingError(f"{workdir / 'run.json'}: the run's sizes are not a JSON object with 'info'")
@@ -246,6 +245,8 @@ def _check_workdir(workdir: Path, config) -> None:
         raise TrainingError(f"{saved}: the run's config is not a JSON object; delete the run folder or use "
                             f"another --workdir")
     new = json.loads(to_json(config))
+    if old.get("model", {}).get("name") == new["model"]["name"]:  # keys added since: their defaults
+        old = json.loads(to_json(saved_config(old)))
     if old.get("model", {}).get("name") != new["model"]["name"]:
         raise TrainingError(f"{workdir} holds a run of model '{old.get('model', {}).get('name')}', not "
                             f"'{new['model']['name']}'; use another --workdir")
