@@ -34,6 +34,7 @@ ROWS = {
     "fusion": ("fusion", {}),
     "fusion-no-gnn": ("fusion", {"parts": "ae,rnn"}),
     "fusion-no-ae": ("fusion", {"parts": "rnn,gnn"}),
+    "fusion-gat": ("fusion", {"gnn": "gat"}),
     "lightgcn": ("lightgcn", {}),
     "lightgcn-social": ("lightgcn", {"relation": "given"}),
     "lightgcn-no-graph": ("lightgcn", {"num_layers": 0}),

@@ -276,6 +276,8 @@ def test_explain_cli(trained):
      "model config: model.latlon_features=10; expected a multiple of 4 (sin and cos of latitude and longitude)"),
     ("lstm_gat", {"hidden": 15}, "model config: model.hidden=15 is not divisible by model.num_heads=2"),
     ("fusion", {"fusion": "attention"}, "model config: model.fusion='attention'; expected gate or concat"),
+    ("fusion", {"gnn": "gcn"}, "model config: model.gnn='gcn'; expected lightgcn or gat"),
+    ("fusion", {"gnn": "gat", "gnn_heads": 3}, "model config: model.hidden=16 is not divisible by model.gnn_heads=3"),
     ("fusion", {"parts": "ae,cnn"}, "model config: model.parts='ae,cnn'; expected a comma-separated subset of ae, rnn, gnn"),
 ])
 def test_graph_model_settings_fail_with_one_line(name, overrides, message):
@@ -409,3 +411,45 @@ def test_evaluate_scores_with_the_graphs_the_run_trained_with(tmp_path):
     evaluated = json.loads(done.output.strip().splitlines()[-1])
     for key in ("ndcg@10", "hr@10", "mrr@10"):
         assert evaluated["test"][key] == pytest.approx(results["test"][key], abs=1e-6)
+
+
+@pytest.mark.parametrize("gnn", ["lightgcn", "gat"])
+def test_fusion_propagates_once_per_evaluation(gnn, monkeypatch):
+    """The gnn view's propagation (LightGCN or GAT layers) runs in prepare_scoring, once per
+    evaluation, not in the per-batch scoring step; scores with the precomputed tables equal
+    scores that propagate inside; a GAT-view fusion trains like the LightGCN one."""
+    from stjax.models import fusion
+    from stjax.train.loop import make_evaluators
+    from stjax.train.state import make_train_step
+
+    run = _run("fusion", gnn=gnn)
+    calls = []
+    original = fusion.Fusion.propagate
+    monkeypatch.setattr(fusion.Fusion, "propagate", lambda self, *a: calls.append(1) or original(self, *a))
+    variables = {"params": run.state.params}
+    batch = {k: jnp.asarray(v[:6]) for k, v in run.prepared.sequences.test.items()}
+    tables = fusion.prepare_scoring(run.module, variables, context=run.context)
+    assert len(calls) == 1
+    with_tables = fusion.score(run.module, variables, batch, context=run.context, scoring=tables)
+    assert len(calls) == 1  # scoring with the tables does not propagate
+    inside = fusion.score(run.module, variables, batch, context=run.context, scoring=None)
+    assert len(calls) == 2
+    np.testing.assert_allclose(np.asarray(with_tables)[:, 1:], np.asarray(inside)[:, 1:], rtol=1e-5, atol=1e-5)
+    calls.clear()
+    evaluators = make_evaluators(run)
+    evaluators.evaluate(run.state.params, "valid", run.context)
+    evaluators.evaluate(run.state.params, "test", run.context)
+    assert len(calls) == 1  # traced once in the jitted prepare step, none in the (many-batch) scoring step
+    if gnn == "gat":
+        assert "gnn_layers_0" in run.state.params
+        initial = jax.tree_util.tree_map(np.asarray, run.state.params["gnn_layers_0"])  # the step donates
+        step = make_train_step(run.spec, run.module, run.tx, run.config.model, 0, run.shardings)
+        state, losses = run.state, []
+        for index in range(12):
+            state, metrics = step(state, jax.device_put(run.iterator.batch(0, index % 3), run.shardings.batch),
+                                  run.context)
+            losses.append(float(metrics["loss"]))
+        assert losses[-1] < losses[0] and step._cache_size() == 1, losses
+        moved = jax.tree_util.tree_map(lambda a, b: float(np.abs(np.asarray(a) - b).max()),
+                                       state.params["gnn_layers_0"], initial)
+        assert min(jax.tree_util.tree_leaves(moved)) > 0  # the GAT layers receive gradients

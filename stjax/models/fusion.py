@@ -6,8 +6,10 @@
        whole window (multinomial likelihood, weight `ae_weight`), as in Mult-DAE (Liang et al.,
        WWW 2018) without the noise;
   rnn  a GRU (or LSTM) over the item sequence;
-  gnn  LightGCN (He et al., SIGIR 2020) embeddings propagated over the training user-item
-       graph: the user's propagated vector, the same at every position; the propagated item
+  gnn  embeddings propagated over the training user-item graph, `model.gnn`: LightGCN (He et
+       al., SIGIR 2020; the default) or multi-head GAT layers (`stjax.layers.GAT`, self-loops,
+       linear, the layers' outputs averaged with the input as LightGCN averages its layers):
+       the user's propagated vector, the same at every position; the propagated item
        vectors join the output table (below), so the graph smooths both sides as in LightGCN;
 fused by gating or concatenation (`model.fusion`) into one vector per position, trained with
 cross-entropy over the catalogue at every position. Candidates are scored against the item
@@ -22,11 +24,12 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import jraph
 import ml_collections
 import numpy as np
 
 from stjax.graphs import interaction_graph, normalized_adjacency
-from stjax.layers import RNN, lightgcn_propagate
+from stjax.layers import GAT, RNN, lightgcn_propagate
 from stjax.models.base import ModelSpec
 from stjax.models.shared import TiedItemOutput, full_softmax_loss, item_embedding, mask_non_items
 
@@ -36,7 +39,9 @@ PARTS = ("ae", "rnn", "gnn")
 def default_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
         name="fusion", hidden=64, parts="ae,rnn,gnn", cell="gru", num_layers=2, ae_weight=0.1, fusion="gate",
-        dropout=0.2))
+        dropout=0.2,
+        # gnn: how the gnn view propagates, lightgcn | gat (gnn_heads attention heads per layer).
+        gnn="lightgcn", gnn_heads=2))
 
 
 def parse_parts(text: str) -> tuple[str, ...]:
@@ -56,6 +61,8 @@ class Fusion(TiedItemOutput, nn.Module):
     cell: str = "gru"
     num_layers: int = 2
     fusion: str = "gate"
+    gnn: str = "lightgcn"
+    gnn_heads: int = 2
     dropout: float = 0.2
 
     def setup(self):
@@ -71,6 +78,9 @@ class Fusion(TiedItemOutput, nn.Module):
         if "gnn" in self.parts:
             self.user_embedding = nn.Embed(self.num_users + 1, D, embedding_init=nn.initializers.normal(0.1))
             self.graph_items = nn.Embed(self.item_rows, D, embedding_init=nn.initializers.normal(0.1))
+            if self.gnn == "gat":
+                self.gnn_layers = [GAT(D // self.gnn_heads, num_heads=self.gnn_heads, concat=True, self_loops=True)
+                                   for _ in range(self.num_layers)]
         if len(self.parts) > 1:
             if self.fusion == "gate":
                 self.gates = [nn.Dense(D) for _ in self.parts]
@@ -79,10 +89,19 @@ class Fusion(TiedItemOutput, nn.Module):
         self.output = nn.Dense(D)
 
     def propagate(self, senders, receivers):
-        """LightGCN over users 0..U and items U+1+(0..W-1): the propagated tables
+        """LightGCN or GAT layers over users 0..U and items U+1+(0..W-1): the propagated tables
         (users float[U+1, D], items float[W, D])."""
         nodes = jnp.concatenate([self.user_embedding.embedding, self.graph_items.embedding])
-        final, _ = lightgcn_propagate(nodes, senders, receivers, self.num_layers)
+        if self.gnn == "lightgcn":
+            final, _ = lightgcn_propagate(nodes, senders, receivers, self.num_layers)
+        else:
+            layers, x = [nodes], nodes
+            for layer in self.gnn_layers:
+                graph = jraph.GraphsTuple(nodes=x, edges=None, senders=senders, receivers=receivers, globals=None,
+                                          n_node=jnp.array([x.shape[0]]), n_edge=jnp.array([senders.shape[0]]))
+                x = layer(graph)[0].nodes
+                layers.append(x)
+            final = jnp.mean(jnp.stack(layers), axis=0)
         return final[: self.num_users + 1], final[self.num_users + 1:]
 
     def output_table(self, graph_items=None):
@@ -139,9 +158,13 @@ class Fusion(TiedItemOutput, nn.Module):
 def make(config, info) -> nn.Module:
     if config.fusion not in ("gate", "concat"):
         raise ValueError(f"model.fusion={config.fusion!r}; expected gate or concat")
+    if config.gnn not in ("lightgcn", "gat"):
+        raise ValueError(f"model.gnn={config.gnn!r}; expected lightgcn or gat")
+    if config.gnn == "gat" and config.hidden % config.gnn_heads:
+        raise ValueError(f"model.hidden={config.hidden} is not divisible by model.gnn_heads={config.gnn_heads}")
     return Fusion(num_users=info.num_users, num_items=info.num_items, item_rows=info.item_rows, hidden=config.hidden,
                   parts=parse_parts(config.parts), cell=config.cell, num_layers=config.num_layers,
-                  fusion=config.fusion, dropout=config.dropout)
+                  fusion=config.fusion, dropout=config.dropout, gnn=config.gnn, gnn_heads=config.gnn_heads)
 
 
 def make_context(prepared, info, config) -> dict:
