@@ -43,7 +43,7 @@ def explain_user(model, workdir: str | Path, user: str, k: int = 10, top: int = 
     spec = model.spec
     if spec.explain is None:
         with_attention = sorted(name for name, s in _registry().items() if s.explain is not None)
-        raise RecommendError(f"model '{spec.name}' has no attention to explain; `stjax explain` reads the attention "
+        raise RecommendError(f"model '{spec.name}' has no graph attention to explain; `stjax explain` reads the attention "
                              f"of {', '.join(with_attention)}")
     vocab = json.loads((Path(workdir) / "vocab.json").read_text())
     histories = histories_from_run(workdir, vocab)

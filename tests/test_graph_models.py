@@ -175,7 +175,7 @@ def test_explain_gives_the_models_own_attention(trained):
     model, _ = load_model(trained["fusion"])
     from stjax.recommend import RecommendError
 
-    with pytest.raises(RecommendError, match=r"^model 'fusion' has no attention to explain; `stjax explain` reads "
+    with pytest.raises(RecommendError, match=r"^model 'fusion' has no graph attention to explain; `stjax explain` reads "
                                              r"the attention of lstm_gat, tgat$"):
         explain_user(model, trained["fusion"], "u00003")
 
@@ -453,3 +453,26 @@ def test_fusion_propagates_once_per_evaluation(gnn, monkeypatch):
         moved = jax.tree_util.tree_map(lambda a, b: float(np.abs(np.asarray(a) - b).max()),
                                        state.params["gnn_layers_0"], initial)
         assert min(jax.tree_util.tree_leaves(moved)) > 0  # the GAT layers receive gradients
+
+
+@pytest.mark.parametrize("name, fusion_kind, layer", [("lstm_gat", "concat", "fuse"), ("lstm_gat", "attention", "query"),
+                                                      ("fusion", "concat", "fuse")])
+def test_every_fusion_kind_trains(name, fusion_kind, layer):
+    """The fusion kinds other than the default gate build their own layer, train (the loss falls
+    on a repeated batch, one compile) and score every item with finite values."""
+    from stjax.train.state import make_train_step
+
+    run = _run(name, fusion=fusion_kind)
+    assert layer in run.state.params and not any(k.startswith("gates") for k in run.state.params)
+    step = make_train_step(run.spec, run.module, run.tx, run.config.model, 0, run.shardings)
+    batch = jax.device_put(run.iterator.batch(0, 0), run.shardings.batch)
+    state, losses = run.state, []
+    for _ in range(30):
+        state, metrics = step(state, batch, run.context)
+        losses.append(float(metrics["loss"]))
+    assert losses[-1] < losses[0] * 0.95 and step._cache_size() == 1, losses
+    test = {k: jnp.asarray(v[:4]) for k, v in run.prepared.sequences.test.items()}
+    scoring = run.spec.prepare_scoring(run.module, {"params": state.params}, context=run.context)
+    scores = np.asarray(run.spec.score(run.module, {"params": state.params}, test, context=run.context,
+                                       scoring=scoring))
+    assert np.isfinite(scores[:, 1:run.info.num_items + 1]).all()
