@@ -288,8 +288,8 @@ def test_graph_layer_gradients_and_jit():
 # adjacency, and builds the loops itself.
 
 
-def edge_loop_gatv2(params, graph, heads, channels, concat, self_loops, fill):
-    """GATv2 by a Python loop over edges; softmax per receiver from per-edge logits."""
+def edge_loop_gatv2(params, graph, heads, channels, concat, self_loops, fill, version=2):
+    """GATv2 (or GAT, version=1) by a Python loop over edges; softmax per receiver from per-edge logits."""
     p = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
     x = np.asarray(graph.nodes, np.float64)
     n = x.shape[0]
@@ -317,6 +317,13 @@ def edge_loop_gatv2(params, graph, heads, channels, concat, self_loops, fill):
     for h in range(heads):
         logits = {i: [] for i in range(n)}
         for s, r, a in edges:
+            if version == 1:
+                zr, zs = project("projection", x[r], h), project("projection", x[s], h)
+                score = zr @ p["attention_receiver"][h] + zs @ p["attention_sender"][h]
+                if a is not None:
+                    score = score + (a @ p["edge_projection"]["kernel"][:, h]) @ p["attention_edge"][h]
+                logits[r].append((leaky(score), zs))
+                continue
             hidden = project("receiver_projection", x[r], h) + project("sender_projection", x[s], h)
             if a is not None:
                 hidden = hidden + a @ p["edge_projection"]["kernel"][:, h]
@@ -377,6 +384,19 @@ def test_gatv2_options_equal_edge_loop(projection_bias, fill, heads, concat):
     expected = edge_loop_gatv2(params, graph, heads, 4, concat, True, fill)
     np.testing.assert_allclose(out.nodes, expected, atol=1e-5)
     assert alpha.shape == (len(graph.senders) + N, heads)
+
+
+@pytest.mark.parametrize("fill", [0.0, 0.5, "mean"])
+def test_gat_self_loop_fill_equals_edge_loop(fill):
+    """GAT (v1) takes the same self-loop fill option, checked against the same edge loop."""
+    graph = graph_with_isolated_receiver(13)
+    layer = GAT(features=4, num_heads=2, self_loop_fill=fill)
+    params = perturbed(meta.unbox(layer.init(jax.random.key(4), graph))["params"])
+    out, _ = layer.apply({"params": params}, graph)
+    np.testing.assert_allclose(out.nodes, edge_loop_gatv2(params, graph, 2, 4, True, True, fill, version=1), atol=1e-5)
+    if fill == "mean":
+        zero_fill, _ = GAT(features=4, num_heads=2).apply({"params": params}, graph)
+        assert np.abs(np.asarray(zero_fill.nodes - out.nodes)).max() > 1e-4
 
 
 def test_gatv2_options_are_off_by_default_and_change_outputs():

@@ -73,6 +73,8 @@ class GAT(nn.Module):
       α_ij = softmax over edges into i of e_ij
       h'_i = concat_h or mean_h of Σ_j α_ij z_j   (+ bias)
 
+    self_loop_fill: edge features of the added self-loops, a number or 'mean' (PyTorch Geometric's
+      `fill_value`; see GATv2); used only when `self_loops` is set and the graph has edge features.
     __call__(graph) -> (graph with nodes float[N, H*C or C], attention float[E', H]) where E'
     counts the added self-loops when `self_loops` is set.
     """
@@ -83,13 +85,14 @@ class GAT(nn.Module):
     self_loops: bool = True
     negative_slope: float = 0.2
     attention_dropout: float = 0.0
+    self_loop_fill: float | str = 0.0
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, graph: jraph.GraphsTuple, deterministic: bool = True):
         if self.self_loops:
-            graph = add_self_loops(graph)
+            graph = add_self_loops(graph, self.self_loop_fill)
         nodes = graph.nodes.astype(self.dtype)
         num_nodes = nodes.shape[0]
         H, C = self.num_heads, self.features
