@@ -25,6 +25,17 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def xla_cost(compiled) -> dict:
+    """XLA's cost analysis of a compiled computation (`jit(f).lower(...).compile()`): GFLOP, GB
+    accessed and GB of temporaries."""
+    analysis = compiled.cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, list) else analysis
+    memory = compiled.memory_analysis()
+    return {"gflop": round(analysis.get("flops", float("nan")) / 1e9, 3),
+            "gb_accessed": round(analysis.get("bytes accessed", float("nan")) / 1e9, 3),
+            "temp_gb": round(getattr(memory, "temp_size_in_bytes", float("nan")) / 1e9, 3)}
+
+
 def machine() -> dict:
     """-> {date (UTC), cores (usable by this process), cpu, platform, python, jax, backend,
     devices, load_average (1, 5, 15 min)}. Imports JAX, so call it after any XLA_FLAGS are set."""

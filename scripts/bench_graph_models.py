@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import jax
-from bench_common import machine  # scripts/ is on the path when a script runs
+from bench_common import machine, xla_cost  # scripts/ is on the path when a script runs
 from bench_train import timed_steps  # scripts/ is on the path when a script runs
 
 from stjax.config import load_config
@@ -31,18 +31,6 @@ from stjax.train.loop import build_run
 from stjax.train.state import make_train_step
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def xla_cost(step, state, run) -> dict:
-    """XLA's cost analysis of the compiled training step: GFLOP, GB accessed, GB of temporaries."""
-    batch = jax.device_put(next(run.iterator), run.shardings.batch)
-    compiled = step.lower(state, batch, run.context).compile()
-    analysis = compiled.cost_analysis()
-    analysis = analysis[0] if isinstance(analysis, list) else analysis
-    memory = compiled.memory_analysis()
-    return {"gflop": round(analysis.get("flops", float("nan")) / 1e9, 2),
-            "gb_accessed": round(analysis.get("bytes accessed", float("nan")) / 1e9, 2),
-            "temp_gb": round(getattr(memory, "temp_size_in_bytes", float("nan")) / 1e9, 2)}
 
 
 def measure(name: str, steps: int, repeats: int, overrides=(), cost: bool = False) -> dict:
@@ -53,7 +41,10 @@ def measure(name: str, steps: int, repeats: int, overrides=(), cost: bool = Fals
     step = make_train_step(run.spec, run.module, run.tx, config.model, 0, run.shardings)
     state = run.state
 
-    costs = xla_cost(step, state, run) if cost else None
+    costs = None
+    if cost:  # the training step as compiled for one batch of the run
+        batch = jax.device_put(next(run.iterator), run.shardings.batch)
+        costs = xla_cost(step.lower(state, batch, run.context).compile())
     state, first_s, _ = timed_steps(step, state, run, 1)
     seconds, targets, loads = [], [], []
     for repeat in range(repeats):

@@ -16,7 +16,7 @@ warm-up run each, so load from other jobs hits all of them alike; each repeat is
 - yardstick_post_ln: the post-LN form (the paper's and RecBole's).
 
 Ratios are per repeat (stjax_i / yardstick_i) and summarised by median and range. The JSON also
-holds XLA's cost analysis of each compiled step (GFLOP and GB of memory accessed), which does not
+holds XLA's cost analysis of each compiled step (GFLOP, GB of memory accessed, GB of temporaries), which does not
 depend on the machine's load: equal flops show equal work.
 """
 
@@ -34,7 +34,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from bench_common import machine  # scripts/ is on the path when a script runs
+from bench_common import machine, xla_cost  # scripts/ is on the path when a script runs
 
 from stjax.config import base_config
 from stjax.train.loop import build_run
@@ -135,8 +135,8 @@ def main(argv=None):
     compiled = {"stjax": step.lower(state, batch, run.context).compile()}
     for name, entry in plain.items():
         compiled[name] = entry["step"].lower(entry["params"], entry["opt_state"], batch, jax.random.key(0)).compile()
-    xla_cost = {name: _cost(value) for name, value in compiled.items()}
-    print("XLA cost analysis (GFLOP, GB accessed):", xla_cost, flush=True)
+    costs = {name: xla_cost(value) for name, value in compiled.items()}
+    print("XLA cost analysis (GFLOP, GB accessed, GB of temporaries):", costs, flush=True)
 
     cases = {"stjax": run_stjax, "stjax_loop": run_stjax_loop, "yardstick": runner("yardstick"),
              "yardstick_post_ln": runner("yardstick_post_ln")}
@@ -159,7 +159,7 @@ def main(argv=None):
         "sizes": {"hidden": 64, "inner": 256, "blocks": 2, "heads": 2, "length": 50, "batch": 256,
                   "items": num_items, "dropout": 0.2},
         "targets_per_step": targets_per_step,
-        "xla_cost_analysis": xla_cost,
+        "xla_cost_analysis": costs,
         "cases": {name: summary(s, args.steps, targets_per_step) for name, s in seconds.items()},
         "ratios": {"stjax / yardstick": ratio_summary(seconds["stjax"], seconds["yardstick"]),
                    "stjax_loop / yardstick": ratio_summary(seconds["stjax_loop"], seconds["yardstick"]),
@@ -168,13 +168,6 @@ def main(argv=None):
     print(json.dumps(results["ratios"], indent=1))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
-
-
-def _cost(compiled) -> dict:
-    analysis = compiled.cost_analysis()
-    analysis = analysis[0] if isinstance(analysis, list) else analysis
-    return {"gflops": round(analysis.get("flops", float("nan")) / 1e9, 3),
-            "gb_accessed": round(analysis.get("bytes accessed", float("nan")) / 1e9, 3)}
 
 
 if __name__ == "__main__":

@@ -163,10 +163,11 @@ def saved_config(saved: dict) -> ml_collections.ConfigDict:
     """A run folder's config.json, completed with the defaults of keys added to stjax since the run
     was trained (an option added later defaults to the behaviour before it), so that old run
     folders still evaluate, recommend and resume. Keys of the saved config win."""
-    model = saved.get("model", {}) if isinstance(saved, dict) else {}
+    if not isinstance(saved, dict):  # left to the checks that name what is wrong
+        return ml_collections.ConfigDict(saved)
     try:
-        defaults = json.loads(to_json(base_config(model.get("name", ""), saved.get("data", {}).get("source",
-                                                                                                    "synthetic"))))
+        defaults = json.loads(to_json(base_config(saved.get("model", {}).get("name", ""),
+                                                  saved.get("data", {}).get("source", "synthetic"))))
     except (KeyError, ValueError):  # an unknown model: left to the checks that name it
         return ml_collections.ConfigDict(saved)
 

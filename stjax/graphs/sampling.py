@@ -114,7 +114,8 @@ def sample_neighbours(adjacency: TemporalAdjacency | InteractionGraph, nodes, ti
 
     Vectorised (no per-query Python loop): on the real ML-1M, the 20 most recent neighbours of
     every training event take about 2 s on 2 CPU cores (`scripts/bench_graphs.py`, figures in the
-    README); `tests/test_graphs.py::test_sampling_speed_at_ml1m_scale` (slow) runs it at that size.
+    README); `tests/test_graphs.py::test_sampling_at_ml1m_scale_equals_brute_force_on_a_sample` (slow)
+    checks it at that size.
     """
     if k < 1:
         raise ValueError(f"sample_neighbours: k = {k}; expected k >= 1")
