@@ -239,6 +239,7 @@ def test_social_lightgcn_reads_a_given_trust_file(tmp_path):
     """LightGCN's social variant reads a given trust list: its graph holds the trust pairs."""
     from stjax.config import base_config, tiny
     from stjax.train.loop import build_run
+    from tests.test_lightgcn import graph_edges
 
     config = tiny(base_config("lightgcn"))
     log, truth = generate(0, SyntheticConfig(num_users=64, num_items=50, num_events=3000))
@@ -250,8 +251,8 @@ def test_social_lightgcn_reads_a_given_trust_file(tmp_path):
         config.model.relation = "given"
         config.model.relation_file = str(path)
     run = build_run(config, log=lambda m: None)
-    senders, receivers = np.asarray(run.context["senders"]), np.asarray(run.context["receivers"])
     users = run.info.num_users
+    senders, receivers = graph_edges({key: np.asarray(value) for key, value in run.context.items()}, users)
     social = {(s, r) for s, r in zip(senders.tolist(), receivers.tolist()) if s <= users and r <= users}
     index = run.prepared.log.user_vocab.index
     planted = {(index[tokens[s]], index[tokens[r]]) for s, r in zip(truth.influence_senders, truth.influence_receivers)}

@@ -277,6 +277,7 @@ def test_explain_cli(trained):
     ("lstm_gat", {"hidden": 15}, "model config: model.hidden=15 is not divisible by model.num_heads=2"),
     ("fusion", {"fusion": "attention"}, "model config: model.fusion='attention'; expected gate or concat"),
     ("fusion", {"gnn": "gcn"}, "model config: model.gnn='gcn'; expected lightgcn or gat"),
+    ("lightgcn", {"propagation": "sparse"}, "model config: model.propagation='sparse'; expected one of auto, dense, edges"),
     ("fusion", {"gnn": "gat", "gnn_heads": 3}, "model config: model.hidden=16 is not divisible by model.gnn_heads=3"),
     ("fusion", {"parts": "ae,cnn"}, "model config: model.parts='ae,cnn'; expected a comma-separated subset of ae, rnn, gnn"),
 ])

@@ -47,6 +47,7 @@ from stjax.layers.graph import (
     TemporalGraphAttention,
     add_self_loops,
     lightgcn_propagate,
+    lightgcn_propagate_bipartite,
     segment_softmax,
 )
 from stjax.layers.recurrent import RNN, RecurrentLayer
@@ -58,5 +59,5 @@ __all__ = [
     "distance_buckets", "haversine", "hour_and_weekday", "sinusoidal_latlon", "MLP", "Discriminator", "Generator",
     "VAEDecoder", "VAEEncoder", "beta_schedule", "gan_losses", "gaussian_kl", "gradient_penalty",
     "multinomial_log_likelihood", "reparameterize", "GAT", "GATv2", "GraphSAGE", "TemporalGraphAttention",
-    "add_self_loops", "lightgcn_propagate", "segment_softmax", "RNN", "RecurrentLayer",
+    "add_self_loops", "lightgcn_propagate", "lightgcn_propagate_bipartite", "segment_softmax", "RNN", "RecurrentLayer",
 ]

@@ -278,3 +278,47 @@ def lightgcn_propagate(embeddings: Array, senders: Array, receivers: Array, num_
         layers.append(x)
     stacked = jnp.stack(layers)
     return stacked.mean(axis=0), stacked
+
+
+def lightgcn_propagate_bipartite(user_x: Array, item_x: Array, pair_users: Array, pair_items: Array,
+                                 num_layers: int, social_senders: Array | None = None,
+                                 social_receivers: Array | None = None) -> tuple[Array, Array]:
+    """`lightgcn_propagate` over a user-item graph with the user-item block held as a dense matrix.
+
+    The graph: each (pair_users[p], pair_items[p]) is an undirected user-item edge (listed once; a
+    repeated pair counts twice, as two edges would), plus optional directed user-user edges
+    social_senders -> social_receivers; no item-item edges. Degrees and the normalisation
+    1 / sqrt(deg_s deg_r) are those of `lightgcn_propagate` over the same edges in both directions,
+    so the results are equal; each layer is two matmuls with the normalised [U, I] biadjacency
+    (built once per call by one scatter) and a gather/scatter over the user-user edges only.
+    Faster than the edge form when the user-item matrix is dense enough (on CPU, above about 2%
+    of the U x I cells filled; ML-1M's training pairs fill 4.5%) and U x I fits in memory.
+
+    user_x: float[U, F]; item_x: float[I, F]; pair_users, pair_items: int32[P] (indices into U, I);
+    social_senders, social_receivers: int32[S] (indices into U) or None.
+    Returns (users float[U, F], items float[I, F]): the mean of layers 0..num_layers.
+    """
+    num_users, num_items = user_x.shape[0], item_x.shape[0]
+    dtype = user_x.dtype
+    ones = jnp.ones(pair_users.shape, dtype)
+    user_degree = jax.ops.segment_sum(ones, pair_users, num_users)
+    item_degree = jax.ops.segment_sum(ones, pair_items, num_items)
+    if social_senders is not None:
+        user_degree = user_degree + jax.ops.segment_sum(jnp.ones(social_receivers.shape, dtype), social_receivers,
+                                                        num_users)
+    user_inv = jnp.where(user_degree > 0, jax.lax.rsqrt(jnp.maximum(user_degree, 1e-12)), 0.0)
+    item_inv = jnp.where(item_degree > 0, jax.lax.rsqrt(jnp.maximum(item_degree, 1e-12)), 0.0)
+    biadjacency = jnp.zeros((num_users, num_items), dtype).at[pair_users, pair_items].add(
+        user_inv[pair_users] * item_inv[pair_items])
+    if social_senders is not None:
+        social_norm = (user_inv[social_senders] * user_inv[social_receivers])[:, None]
+    users, items = user_x, item_x
+    user_sum, item_sum = user_x, item_x
+    for _ in range(num_layers):
+        next_users = biadjacency @ items
+        if social_senders is not None:
+            next_users = next_users + jax.ops.segment_sum(social_norm * users[social_senders], social_receivers,
+                                                          num_users)
+        users, items = next_users, biadjacency.T @ users
+        user_sum, item_sum = user_sum + users, item_sum + items
+    return user_sum / (num_layers + 1), item_sum / (num_layers + 1)
