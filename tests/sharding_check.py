@@ -109,4 +109,4 @@ def checkpoint_round_trip(run, state):
 
 if __name__ == "__main__":
     print(json.dumps({"devices": jax.device_count(), "sasrec": compare("sasrec"),
-                      "adversarial_mf": compare("adversarial_mf")}))
+                      "adversarial_mf": compare("adversarial_mf"), "lightgcn": compare("lightgcn")}))

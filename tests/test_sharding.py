@@ -1,5 +1,6 @@
 """Sharding on 8 host devices, in a process of its own (tests/sharding_check.py): the sharded step
-equals the one-device step for SASRec and a two-group model, the item table's rows are spread over
+equals the one-device step for SASRec, a two-group model and LightGCN (its dense user-item
+propagation, the item table split by rows), the item table's rows are spread over
 the `model` axis, evaluation agrees, and a checkpoint written on a (4, 2) mesh restores on one
 device and on (2, 4) with identical parameters."""
 
@@ -23,7 +24,7 @@ def report():
     return json.loads(finished.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("model", ["sasrec", "adversarial_mf"])
+@pytest.mark.parametrize("model", ["sasrec", "adversarial_mf", "lightgcn"])  # lightgcn: dense propagation
 def test_sharded_step_equals_one_device(report, model):
     assert report["devices"] == 8
     result = report[model]
