@@ -292,7 +292,8 @@ def lightgcn_propagate_bipartite(user_x: Array, item_x: Array, pair_users: Array
     so the results are equal; each layer is two matmuls with the normalised [U, I] biadjacency
     (built once per call by one scatter) and a gather/scatter over the user-user edges only.
     Faster than the edge form when the user-item matrix is dense enough (on CPU, above about 2%
-    of the U x I cells filled; ML-1M's training pairs fill 4.5%) and U x I fits in memory.
+    of the U x I cells filled: scripts/bench_lightgcn_propagation.py; ML-1M's training pairs fill
+    4.5%) and U x I fits in memory.
 
     user_x: float[U, F]; item_x: float[I, F]; pair_users, pair_items: int32[P] (indices into U, I);
     social_senders, social_receivers: int32[S] (indices into U) or None.

@@ -9,8 +9,9 @@ only); at evaluation the propagation runs once (`prepare_scoring`), not per batc
 `model.propagation` picks how the graph is held: 'edges' (gathers and scatters over the edge
 list), 'dense' (the user-item block as a dense matrix: each layer two matmuls,
 `lightgcn_propagate_bipartite`; same result) or 'auto' (dense when the U x I matrix has at most
-2^26 cells and at least 2% of them are training pairs: on ML-1M ~3x faster per step on CPU, see
-scripts/bench_graph_models.py; the sparser Foursquare graph stays on edges).
+2^26 cells and at least 2% of them are training pairs, where the two cross on CPU:
+scripts/bench_lightgcn_propagation.py; on ML-1M a training step is 1.4x faster, Foursquare's
+sparser graph stays on edges).
 """
 
 from __future__ import annotations
