@@ -9,7 +9,9 @@ RecBole's LightGCN settings (batch 2048, Adam 1e-3, 3 layers, hidden 64, reg 1e-
 epochs with validation every 10 and early stopping. LightGCN ignores the order of events: under
 leave-one-out it is a graph baseline beside the sequential models. The social variant's relation
 is lstm_gat's on ML-1M: users who rated the same movie within an hour.
-Result: the README's ML-1M graph rows (`scripts/ml1m_graph_table.sh`).
+Result: the README's ML-1M graph rows (`scripts/ml1m_graph_table.sh`), trained at batch 65536 and
+Adam 1e-2: at batch 2048 an epoch is 483 propagations over the whole graph (~18 h for 200 epochs
+on a 2-core CPU).
 """
 
 from stjax.config import base_config, variant
