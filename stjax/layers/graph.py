@@ -258,6 +258,11 @@ class GraphSAGE(nn.Module):
         return graph._replace(nodes=out)
 
 
+def _inverse_sqrt(degree: Array) -> Array:
+    """1 / sqrt(degree), 0 where the degree is 0 (isolated or padding nodes)."""
+    return jnp.where(degree > 0, jax.lax.rsqrt(jnp.maximum(degree, 1e-12)), 0.0)
+
+
 def lightgcn_propagate(embeddings: Array, senders: Array, receivers: Array, num_layers: int,
                        edge_mask: Array | None = None) -> tuple[Array, Array]:
     """LightGCN propagation (He et al., SIGIR 2020): no weights, no nonlinearity.
@@ -269,7 +274,7 @@ def lightgcn_propagate(embeddings: Array, senders: Array, receivers: Array, num_
     num_nodes = embeddings.shape[0]
     weight = jnp.ones(senders.shape, embeddings.dtype) if edge_mask is None else edge_mask.astype(embeddings.dtype)
     degree = jax.ops.segment_sum(weight, receivers, num_nodes)
-    inv_sqrt = jnp.where(degree > 0, jax.lax.rsqrt(jnp.maximum(degree, 1e-12)), 0.0)
+    inv_sqrt = _inverse_sqrt(degree)
     norm = weight * inv_sqrt[senders] * inv_sqrt[receivers]
     layers = [embeddings]
     x = embeddings
@@ -307,8 +312,7 @@ def lightgcn_propagate_bipartite(user_x: Array, item_x: Array, pair_users: Array
     if social_senders is not None:
         user_degree = user_degree + jax.ops.segment_sum(jnp.ones(social_receivers.shape, dtype), social_receivers,
                                                         num_users)
-    user_inv = jnp.where(user_degree > 0, jax.lax.rsqrt(jnp.maximum(user_degree, 1e-12)), 0.0)
-    item_inv = jnp.where(item_degree > 0, jax.lax.rsqrt(jnp.maximum(item_degree, 1e-12)), 0.0)
+    user_inv, item_inv = _inverse_sqrt(user_degree), _inverse_sqrt(item_degree)
     biadjacency = jnp.zeros((num_users, num_items), dtype).at[pair_users, pair_items].add(
         user_inv[pair_users] * item_inv[pair_items])
     if social_senders is not None:
