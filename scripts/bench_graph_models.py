@@ -26,6 +26,7 @@ import jax
 from bench_common import machine, xla_cost  # scripts/ is on the path when a script runs
 from bench_train import timed_steps  # scripts/ is on the path when a script runs
 
+from stjax.compiles import CompileCounter
 from stjax.config import load_config
 from stjax.train.loop import build_run
 from stjax.train.state import make_train_step
@@ -38,6 +39,7 @@ def measure(name: str, steps: int, repeats: int, overrides=(), cost: bool = Fals
     start = time.perf_counter()
     run = build_run(config, log=lambda m: None)
     build_s = time.perf_counter() - start
+    compiles = CompileCounter()
     step = make_train_step(run.spec, run.module, run.tx, config.model, 0, run.shardings)
     state = run.state
 
@@ -66,7 +68,7 @@ def measure(name: str, steps: int, repeats: int, overrides=(), cost: bool = Fals
         "steps_per_epoch": per_epoch, "epoch_s": round(per_epoch * median, 1),
         "num_epochs": int(config.train.num_epochs),
         "run_hours": round(per_epoch * median * int(config.train.num_epochs) / 3600, 2),
-        "train_step_compiles": step._cache_size(), "load_average": loads, "overrides": list(overrides),
+        "train_step_compiles": compiles.count(step), "load_average": loads, "overrides": list(overrides),
     } | ({"xla_cost": costs} if costs else {})
 
 

@@ -312,7 +312,7 @@ def make_recommend_step(model, k: int):
     spec, module, num_items = model.spec, model.module, model.info.num_items
     k = check_k(k, num_items)
 
-    def step(params, batch, context, scoring):
+    def recommend_step(params, batch, context, scoring):
         exclude = batch["exclude"]
         inputs = {name: value for name, value in batch.items() if name != "exclude"}
         scores = spec.score(module, {"params": params}, inputs, context=context, scoring=scoring)
@@ -325,7 +325,7 @@ def make_recommend_step(model, k: int):
             [jnp.ones_like(ordered[:, :1], bool), ordered[:, 1:] != ordered[:, :-1]], axis=1)
         return top_scores, top_items.astype(jnp.int32), distinct.sum(axis=1, dtype=jnp.int32)
 
-    return jax.jit(step)
+    return jax.jit(recommend_step)
 
 
 def check_batch_kind(spec, histories: Histories | None = None) -> None:

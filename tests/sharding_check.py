@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
+from stjax.compiles import CompileCounter  # noqa: E402
 from stjax.config import base_config, tiny  # noqa: E402
 from stjax.train.checkpoint import Checkpoints  # noqa: E402
 from stjax.train.loop import build_model, build_run, make_evaluators  # noqa: E402
@@ -37,12 +38,13 @@ def leaves(tree):
 
 
 def train_steps(run, steps=3):
+    compiles = CompileCounter()
     step = make_train_step(run.spec, run.module, run.tx, run.config.model, 0, run.shardings)
     state, losses = run.state, []
     for index in range(steps):
         state, metrics = step(state, jax.device_put(run.iterator.batch(0, index), run.shardings.batch), run.context)
         losses.append(float(metrics["loss"]))
-    return state, losses, step._cache_size()
+    return state, losses, compiles.count(step)
 
 
 def gradients(run):

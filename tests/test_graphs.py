@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
+from stjax.compiles import CompileCounter
 from stjax.data import TEST, TRAIN, VALID, make_log, make_split, preprocess
 from stjax.data.geo import haversine_km
 from stjax.data.synthetic import SyntheticConfig, generate
@@ -502,6 +503,7 @@ def test_pad_to_bucket_bounds_compiles():
         per_graph = jax.ops.segment_sum(jnp.where(mask[:, None], out.nodes, 0.0), graph_index, len(graph.n_node))
         return per_graph[0], out.nodes
 
+    compiles = CompileCounter()
     jitted = jax.jit(readout)
     shapes = set()
     for _ in range(40):
@@ -514,7 +516,7 @@ def test_pad_to_bucket_bounds_compiles():
         reference, _ = layer.apply(params, graph)
         np.testing.assert_allclose(nodes[:num_nodes], reference.nodes, atol=1e-5)
         np.testing.assert_allclose(summed, reference.nodes.sum(0), atol=1e-4)
-    assert jitted._cache_size() == len(shapes) <= len(node_buckets) * len(edge_buckets)
+    assert compiles.count(jitted) == len(shapes) <= len(node_buckets) * len(edge_buckets)
     with pytest.raises(ValueError, match="the graph needs 40 nodes"):
         pad_to_bucket(random_graph(39, 3), node_buckets, edge_buckets)
 

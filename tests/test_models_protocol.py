@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from stjax import models
+from stjax.compiles import CompileCounter
 from stjax.config import base_config, tiny
 from stjax.models.shared import mask_non_items
 from stjax.train.loop import build_run
@@ -25,6 +26,7 @@ def _run(name, **train):
 def test_model_protocol(name):
     # A bias-only model moves at most ~lr per Adam step: its experiments use 5e-2 too.
     config, run = _run(name, learning_rate=5e-2 if name == "popularity" else 2e-2)
+    compiles = CompileCounter()
     step = make_train_step(run.spec, run.module, run.tx, config.model, 0, run.shardings)
     batch = jax.device_put(run.iterator.batch(0, 0), run.shardings.batch)
     state = run.state
@@ -38,7 +40,7 @@ def test_model_protocol(name):
     # compiled step: fixed shapes, and the state keeps its structure and shardings.
     for index in (1, run.iterator.steps_per_epoch - 1):
         state, _ = step(state, jax.device_put(run.iterator.batch(0, index), run.shardings.batch), run.context)
-    assert step._cache_size() == 1
+    assert compiles.count(step) == 1
     examples = run.prepared.sequences.test
     eval_batch = {k: jnp.asarray(v[:5]) for k, v in examples.items()}
     variables = {"params": state.params}

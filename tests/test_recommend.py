@@ -20,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from stjax.cli import main
+from stjax.compiles import CompileCounter
 from stjax.config import load_config
 from stjax.data.errors import DataError
 from stjax.models.base import ModelSpec
@@ -119,11 +120,12 @@ def test_streaming_equals_numpy_reference(run, batch_size):
 def test_jit_compiles_once_across_batches(run):
     workdir, model, _, vocab = run
     histories = histories_from_run(workdir, vocab)
+    compiles = CompileCounter()
     step = make_recommend_step(model, K)
     batches = list(recommend_batches(model, histories, K, 7, step=step))
     full, rest = divmod(len(histories), 7)
     assert [len(batch.users) for batch in batches] == [7] * full + ([rest] if rest else [])
-    assert step._cache_size() == 1
+    assert compiles.count(step) == 1
 
 
 def test_k_beyond_unseen_items_drops_masked_entries(run, tmp_path):

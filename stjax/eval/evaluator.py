@@ -41,7 +41,7 @@ def make_eval_step(spec, module, ks, num_items: int, mode: str = "full", exclude
     exclude_history: mask the user's history items other than the targets (RecBole's protocol);
     False ranks every item (next-POI protocols, where revisits are targets like any other)."""
 
-    def step(params, batch, context, scoring):
+    def eval_step(params, batch, context, scoring):
         scores = spec.score(module, {"params": params}, batch, context=context, scoring=scoring).astype(jnp.float32)
         targets = batch["targets"]
         if mode == "full":
@@ -60,7 +60,7 @@ def make_eval_step(spec, module, ks, num_items: int, mode: str = "full", exclude
         weights = batch["weights"]
         return {name: jnp.sum(values * weights) for name, values in per_row.items()} | {"count": jnp.sum(weights)}
 
-    return jax.jit(step)
+    return jax.jit(eval_step)
 
 
 def sample_negatives(examples: dict, num_items: int, count: int, strategy: str, popularity: np.ndarray | None,
@@ -166,8 +166,8 @@ class Evaluators:
         return {evaluator.name: evaluator.description for evaluator in self.evaluators}
 
     @property
-    def step_compiles(self) -> int:
-        return sum(evaluator.step._cache_size() for evaluator in self.evaluators)
+    def steps(self) -> list:
+        return [evaluator.step for evaluator in self.evaluators]
 
     def evaluate(self, params, part: str, context=None) -> dict[str, float]:
         context = {} if context is None else context

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from stjax import models
+from stjax.compiles import CompileCounter
 from stjax.config import ConfigError, saved_config, to_json
 from stjax.data.batching import BatchIterator, relative_times, sample_batch, user_histories
 from stjax.data.pipeline import prepare
@@ -336,6 +337,7 @@ def _train_and_evaluate(config, workdir: Path, log, progress: bool) -> dict:
     timings["setup_s"] = round(time.perf_counter() - start, 3)
     write_run_files(workdir, run)
     train = config.train
+    compiles = CompileCounter()
     evaluators = make_evaluators(run)
     train_step = make_train_step(run.spec, run.module, run.tx, config.model, int(config.seed), run.shardings)
     batch_sharding = run.shardings.batch
@@ -472,8 +474,8 @@ def _train_and_evaluate(config, workdir: Path, log, progress: bool) -> dict:
         "train_s": round(train_seconds, 3),
         "eval_s": round(eval_seconds, 3),
         "train_targets_per_s": round(targets_done / train_seconds, 1) if train_seconds else None,
-        "train_step_compiles": train_step._cache_size(),
-        "eval_step_compiles": evaluators.step_compiles,
+        "train_step_compiles": compiles.count(train_step),
+        "eval_step_compiles": compiles.count(*evaluators.steps),
     }
     (workdir / "results.json").write_text(json.dumps(results, indent=2))
     return results
