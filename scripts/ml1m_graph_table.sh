@@ -12,6 +12,7 @@
 #   stjax data fetch ml-1m
 #   bash scripts/ml1m_graph_table.sh                   # every row, then the table
 #   ROWS="tgat lstm_gat" bash scripts/ml1m_graph_table.sh
+#   ROWS=tgat-no-graph bash scripts/ml1m_graph_table.sh   # tgat without its graph (an ablation)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 STJAX=${STJAX:-.venv/bin/stjax}
@@ -25,6 +26,7 @@ for name in $ROWS; do
   case "$name" in
     lightgcn) config=lightgcn; args=$LIGHTGCN ;;
     lightgcn-social) config=lightgcn; args="$LIGHTGCN --config.model.relation=co_interaction" ;;
+    tgat-no-graph) config=tgat; args="$SEQUENCE --config.model.num_neighbours=0" ;;
     *) config=$name; args=$SEQUENCE ;;
   esac
   if [ -f "$workdir/results.json" ]; then echo "$name: done"; continue; fi
