@@ -362,9 +362,16 @@ def test_cloze_determinism_and_finite_gradient():
         return loss_fn({"params": params}, batch, rng)[0]["model"]
 
     params = nn.meta.unbox(variables)["params"]
-    value, grads = jax.jit(jax.value_and_grad(loss))(params, jax.random.key(1))
-    assert float(value) == float(loss(params, jax.random.key(1))) == float(loss(params, jax.random.key(1)))
-    assert float(loss(params, jax.random.key(2))) != float(value)
+    jitted = jax.jit(jax.value_and_grad(loss))
+    value, grads = jitted(params, jax.random.key(1))
+    # Determinism: the same function on the same key twice gives identical bits, jitted or eager.
+    assert float(jitted(params, jax.random.key(1))[0]) == float(value)
+    eager = float(loss(params, jax.random.key(1)))
+    assert eager == float(loss(params, jax.random.key(1)))
+    # Jit against eager: XLA may fuse and reassociate differently per CPU, so only within rtol.
+    np.testing.assert_allclose(float(value), eager, rtol=1e-6)
+    # Another key masks other positions: a different loss, by more than the tolerance.
+    assert abs(float(loss(params, jax.random.key(2))) - float(value)) > 1e-4 * abs(float(value))
     assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree_util.tree_leaves(grads))
 
 
