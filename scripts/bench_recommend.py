@@ -3,7 +3,7 @@
 A freshly initialised SASRec (hidden 64, 2 blocks, 2 heads, max length 50; untrained weights cost
 the same to score) over a synthetic catalogue of 50,000 items; every user has a random history of
 10..30 events (generated as flat arrays, the layout of a run's histories.npz). Users go through
-`stjax.recommend.recommend`, the function behind `stjax recommend`, top-10, history excluded,
+`stjax.serving.recommend.recommend`, the function behind `stjax recommend`, top-10, history excluded,
 written to a temporary Parquet file. Each (users, batch size) case runs in its own process, so its
 peak RSS is its own. Writes bench_results/recommend.json.
 
@@ -39,7 +39,7 @@ def _status_kb(field: str) -> int:
 
 def synthetic_histories(num_users: int, num_items: int, seed: int = 0):
     """`Histories` of num_users users with 10..30 uniform random items each, one hour apart."""
-    from stjax.recommend import Histories
+    from stjax.serving.recommend import Histories
 
     rng = np.random.default_rng(seed)
     lengths = rng.integers(10, 31, num_users)
@@ -59,7 +59,7 @@ def run_case(num_users: int, num_items: int, batch_size: int, k: int) -> dict:
 
     from stjax.config import base_config
     from stjax.models.base import DataInfo
-    from stjax.recommend import recommend
+    from stjax.serving.recommend import recommend
     from stjax.train.loop import build_model
 
     tick = time.perf_counter()

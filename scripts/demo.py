@@ -55,7 +55,7 @@ def main() -> int:
     console.print(f"training {timings['train_s']:.1f} s ({timings['train_targets_per_s']:,.0f} targets/s), "
                   f"compile {timings['compile_s']:.1f} s, evaluation {timings['eval_s']:.1f} s")
 
-    from stjax.recommend import recommend_rows
+    from stjax.serving.recommend import recommend_rows
     from stjax.train.loop import load_model
 
     model, _ = load_model(workdir)  # from the run folder alone: no data pipeline

@@ -38,10 +38,9 @@ def _user_errors(function):
 
 def _extra_error_types() -> tuple:
     from stjax.config import ConfigError
-    from stjax.train.checkpoint import CheckpointError
-    from stjax.train.loop import TrainingError
+    from stjax.runs import CheckpointError, RunError
 
-    return (ConfigError, TrainingError, CheckpointError)
+    return (ConfigError, RunError, CheckpointError)
 
 
 @click.group()
@@ -198,11 +197,13 @@ def train_command(ctx, config_path, workdir, no_progress):
                   f"results in {workdir}/results.json", highlight=False)
 
 
-def _run_folder(workdir: str) -> Path:
-    path = Path(workdir)
-    if not (path / "config.json").exists() or not (path / "run.json").exists():
+def _run_folder(workdir: str):
+    from stjax.runs import RunFolder
+
+    folder = RunFolder(workdir)
+    if not folder.is_run():
         raise UserError(f"{workdir}: not a run folder (no config.json/run.json); train first with stjax train")
-    return path
+    return folder
 
 
 @main.command("evaluate")
@@ -212,22 +213,21 @@ def _run_folder(workdir: str) -> Path:
 @_user_errors
 def evaluate_command(workdir, all_items):
     """Recompute validation and test metrics from the best checkpoint (rebuilds the data split)."""
-    from stjax.config import saved_config
-    from stjax.train.checkpoint import Checkpoints
-    from stjax.train.loop import build_run, make_evaluators, read_context, read_json
+    from stjax.runs import RunError
+    from stjax.train.build import build_run, make_evaluators
 
-    path = _run_folder(workdir)
-    config = saved_config(read_json(path / "config.json", "the run's config"))
+    folder = _run_folder(workdir)
+    config = folder.config()
     if all_items:
         config.eval.exclude_history = False
     # The data give the held-out events; the graphs and lists the model reads are the run's own
     # (context.npz), so a trust file changed since training changes nothing here.
-    run = build_run(config, log=lambda m: None, context=read_context(path))
-    checkpoints = Checkpoints(path, async_save=False, log=lambda m: err_console.print(m, highlight=False))
-    if checkpoints.latest_step() is None:
-        raise UserError(f"{workdir}: no checkpoint yet; train first")
-    state, _, step = checkpoints.restore_intact(run.abstract_state(), prefer_best=True)
-    checkpoints.close()
+    run = build_run(config, log=lambda m: None, context=folder.context())
+    try:
+        state, _, step = folder.restore(run.abstract_state(), prefer_best=True,
+                                        log=lambda m: err_console.print(m, highlight=False))
+    except RunError as err:
+        raise UserError(str(err)) from None
     evaluators = make_evaluators(run)
     results = {part: evaluators.evaluate(state.params, part, run.context) for part in ("valid", "test")}
     console.print(_metrics_table(results, f"{run.config.model.name}: checkpoint step {step}"))
@@ -253,27 +253,27 @@ def recommend_command(workdir, history_path, users, k, out, batch_size, no_progr
         raise UserError("recommend: give exactly one of --history PATH or --users all")
     if batch_size < 1:
         raise UserError(f"--batch-size {batch_size}: expected a positive number of users")
-    from stjax.recommend import (
+    from stjax.serving.recommend import (
+        HistoryFile,
         RecommendError,
         check_k,
         check_output,
-        histories_from_file,
         histories_from_run,
         recommend,
         summary_line,
     )
-    from stjax.train.loop import load_model, read_json
+    from stjax.train.build import load_model
 
     path = _run_folder(workdir)
     try:
-        num_items = int(read_json(path / "run.json", "the run's sizes")["info"]["num_items"])
+        num_items = path.info().num_items
         if check_k(k, num_items) != k:
             err_console.print(f"warning: --k {k} is more than the model's {num_items} items; using {num_items}",
                               highlight=False)
             k = num_items
         check_output(out)
-        vocab = read_json(path / "vocab.json", "the run's vocabulary")
-        histories = histories_from_file(history_path, vocab) if history_path else histories_from_run(path, vocab)
+        vocab = path.vocab()
+        histories = HistoryFile(history_path, vocab) if history_path else histories_from_run(path, vocab)
         model, _ = load_model(path)
         summary = recommend(model, histories, vocab["items"], k, out, batch_size,
                             progress=not no_progress and sys.stderr.isatty())
@@ -294,9 +294,9 @@ def explain_command(workdir, user, k, top, as_json):
     places and the weights of the model's parts."""
     from rich.table import Table
 
-    from stjax.explain import explain_user
-    from stjax.recommend import RecommendError, check_k
-    from stjax.train.loop import load_model
+    from stjax.serving.explain import explain_user
+    from stjax.serving.recommend import RecommendError, check_k
+    from stjax.train.build import load_model
 
     path = _run_folder(workdir)
     try:
@@ -334,9 +334,9 @@ def explain_command(workdir, user, k, top, as_json):
 @_user_errors
 def export_command(workdir, what, out, batch_size):
     """The model's user vectors (its encode()) for every user of the run, as Parquet."""
-    from stjax.export import check_output, export_users
-    from stjax.recommend import RecommendError
-    from stjax.train.loop import load_model
+    from stjax.serving.export import check_output, export_users
+    from stjax.serving.recommend import RecommendError
+    from stjax.train.build import load_model
 
     path = _run_folder(workdir)
     try:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import ast
 import importlib.util
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import ml_collections
 
-from stjax.validation import ConfigError, validate, variant  # noqa: F401  (re-exported)
+from stjax.data.pipeline import data_defaults  # noqa: F401  (re-exported: the data section's defaults)
+from stjax.validation import ConfigError, validate  # noqa: F401  (re-exported)
 
 
 def load_config(spec: str, overrides: list[str] | tuple = ()) -> ml_collections.ConfigDict:
@@ -180,29 +182,6 @@ def saved_config(saved: dict) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(merge(defaults, saved))
 
 
-def data_defaults() -> ml_collections.ConfigDict:
-    """The `data` section: every key the data pipeline reads, with its default."""
-    return ml_collections.ConfigDict(dict(
-        # Where events come from: 'synthetic', 'ml-100k', 'ml-1m' or a path (format and columns,
-        # e.g. "user=uid,item=iid,timestamp=ts", as for `stjax data validate`).
-        source="synthetic", data_dir="data", format="", columns="",
-        # Cleaning and split (split: leave_one_out, temporal or held_out_users; the fractions are
-        # those of the temporal and held-out-user splits; seed draws held-out users, fold-in and
-        # synthetic data).
-        dedup=False, user_k=0, item_k=0, min_length=0, split="leave_one_out", valid_fraction=0.1,
-        test_fraction=0.1, seed=0,
-        # Batches: sequence windows (window: last or all), bags (max_bag: 0 = no cap), pairs.
-        max_length=50, window="last", max_bag=0, num_negatives=1,
-        # Evaluation rows: at most max_targets targets per user (0 = all); fold-in input share.
-        max_targets=0, fold_in_fraction=0.8,
-        # Arrow's system allocator and heap trimming between stages (large logs).
-        low_memory=True,
-        # Synthetic data: sizes, the share of events copied from a planted influencer, and where
-        # influencers live ('same' region as the user or 'any').
-        synthetic_users=1000, synthetic_items=1000, synthetic_events=100_000, synthetic_influence=0.1,
-        synthetic_influencer_region="same"))
-
-
 def base_config(model: str, source: str = "synthetic") -> ml_collections.ConfigDict:
     """Every field a run reads, with its default (the only place defaults live); experiments
     change what they need. The model's fields come from its `default_config()`, and
@@ -226,11 +205,12 @@ def base_config(model: str, source: str = "synthetic") -> ml_collections.ConfigD
         # checkpoint restores on any mesh whose model axis divides that number.
         item_rows_multiple=1,
         logical_axis_rules=(("batch", "data"), ("vocab", "model"))))
-    # One optimizer per parameter group: learning_rate 0 = train.learning_rate; every = k applies
-    # the group's update on one step in k (k discriminator steps per generator step: every=k on
-    # the generator).
+    # One optimizer per parameter group: learning_rate 0 = train.learning_rate, optimizer and
+    # schedule "" = train's; every = k applies the group's update on one step in k (k
+    # discriminator steps per generator step: every=k on the generator; skipped steps cost nothing).
     config.train.groups = ml_collections.ConfigDict(
-        {group: ml_collections.ConfigDict(dict(learning_rate=0.0, every=1)) for group in spec.groups})
+        {group: ml_collections.ConfigDict(dict(learning_rate=0.0, optimizer="", schedule="", every=1))
+         for group in spec.groups})
     config.eval = ml_collections.ConfigDict(dict(
         # ranking: the split's validation/test users (full or sampled mode); fold_in: held-out users.
         # exclude_history: full ranking masks the user's history items other than the targets
@@ -254,6 +234,17 @@ def foursquare_protocol(config: ml_collections.ConfigDict) -> ml_collections.Con
     config.train.patience = 3
     config.eval.ks = (1, 5, 10, 20)
     return config
+
+
+def variant(config, arg: str | None, variants: dict[str, Callable] | None = None):
+    """An experiment's `get_config(arg)`: the full config, or a named variant (`tiny` by default).
+    An unknown variant name is an error listing the known ones."""
+    variants = {"tiny": tiny} if variants is None else variants
+    if not arg:
+        return config
+    if arg not in variants:
+        raise ConfigError(f"unknown config variant ':{arg}'; known variants: {', '.join(sorted(variants))}")
+    return variants[arg](config)
 
 
 def tiny(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 
 from stjax.compiles import CompileCounter  # noqa: E402
 from stjax.config import base_config, tiny  # noqa: E402
-from stjax.train.checkpoint import Checkpoints  # noqa: E402
+from stjax.runs.checkpoints import Checkpoints  # noqa: E402
 from stjax.train.loop import build_model, build_run, make_evaluators  # noqa: E402
 from stjax.train.state import make_train_step  # noqa: E402
 

@@ -47,7 +47,7 @@ def test_a_model_without_user_vectors_is_one_line(tmp_path):
 def test_fusion_vectors_reproduce_its_recommendations(tmp_path):
     """The exported fused vectors are the ones fusion scores with: each vector against the item
     table plus the propagated LightGCN items gives the scores `recommend` ranks by."""
-    from stjax.recommend import histories_from_run, recommend_batches
+    from stjax.serving.recommend import histories_from_run, recommend_batches
 
     _train("fusion", tmp_path / "run", source="synthetic")
     out = tmp_path / "deep" / "er" / "users.parquet"  # missing folders are created

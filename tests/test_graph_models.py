@@ -150,8 +150,8 @@ def test_graph_models_compile_each_step_once_per_run(trained, name):
 
 
 def test_explain_gives_the_models_own_attention(trained):
-    from stjax.explain import explain_user
-    from stjax.recommend import histories_from_run, recommend_batches
+    from stjax.serving.explain import explain_user
+    from stjax.serving.recommend import histories_from_run, recommend_batches
     from stjax.train.loop import load_model
 
     for name, kinds in (("lstm_gat", {"neighbours", "places", "parts"}), ("tgat", {"items", "neighbours"})):
@@ -174,7 +174,7 @@ def test_explain_gives_the_models_own_attention(trained):
             everything = explain_user(model, trained[name], "u00005", k=3, top=100)
             assert abs(sum(entry["weight"] for entry in everything["items"]) - 1.0) < 1e-4
     model, _ = load_model(trained["fusion"])
-    from stjax.recommend import RecommendError
+    from stjax.serving.recommend import RecommendError
 
     with pytest.raises(RecommendError, match=r"^model 'fusion' has no graph attention to explain; `stjax explain` reads "
                                              r"the attention of lstm_gat, tgat$"):
@@ -192,7 +192,7 @@ def _captured(model, batch, layers, **kwargs):
 
 
 def _explained_batch(model, workdir, user):
-    from stjax.recommend import build_batch, histories_from_run
+    from stjax.serving.recommend import build_batch, histories_from_run
 
     vocab = json.loads((workdir / "vocab.json").read_text())
     histories = histories_from_run(workdir, vocab)
@@ -212,13 +212,14 @@ def _incoming(graph, attention, receiver):
     return out
 
 
+@pytest.mark.slow  # 35-65 s each on 2 cores; `make test-slow` (issue 26: the suite under 20 min)
 def test_explained_weights_are_the_graph_layers_attention(trained):
     """explain's weights are the attention coefficients the GAT / TGAT layers computed, read from
     the layers' own outputs in a full forward pass: lstm_gat's neighbours (with the self-loop, a
     softmax per head: they sum to one), tgat's past items (user layer) and the users of the last
     item (item layer)."""
-    from stjax.explain import explain_user
     from stjax.models.shared_graph import next_query_times
+    from stjax.serving.explain import explain_user
     from stjax.train.loop import load_model
 
     user = "u00003"
@@ -275,7 +276,7 @@ def test_explain_cli(trained):
      "model config: user relation 'given' needs model.relation_file (a `user user [weight]` edge list)"),
     ("lstm_gat", {"latlon_features": 10},
      "model config: model.latlon_features=10; expected a multiple of 4 (sin and cos of latitude and longitude)"),
-    ("lstm_gat", {"hidden": 15}, "model config: model.hidden=15 is not divisible by model.num_heads=2"),
+    ("lstm_gat", {"hidden": 15}, "config key 'model.num_heads': found 2; expected a divisor of model.hidden (15)"),
     ("fusion", {"fusion": "attention"}, "model config: model.fusion='attention'; expected gate or concat"),
     ("fusion", {"gnn": "gcn"}, "model config: model.gnn='gcn'; expected lightgcn or gat"),
     ("lightgcn", {"propagation": "sparse"}, "model config: model.propagation='sparse'; expected one of auto, dense, edges"),
@@ -297,6 +298,7 @@ def test_a_missing_trust_file_names_the_file(tmp_path):
         _run("lstm_gat", relation="given", relation_file=str(tmp_path / "nothing.txt"))
 
 
+@pytest.mark.slow  # 35-65 s each on 2 cores; `make test-slow` (issue 26: the suite under 20 min)
 def test_lstm_gat_scoring_at_the_last_position_equals_the_full_forward():
     """score() computes the social, geo and fusion parts at the last position only; the same
     scores come from the forward pass over every position, read at the last one."""
@@ -315,6 +317,7 @@ def test_lstm_gat_scoring_at_the_last_position_equals_the_full_forward():
     np.testing.assert_allclose(np.asarray(scores)[:, columns], np.asarray(full)[:, columns], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow  # 35-65 s each on 2 cores; `make test-slow` (issue 26: the suite under 20 min)
 def test_tgat_scoring_at_the_last_position_equals_the_full_forward():
     """score() computes the two-hop term at the last position only; the scores equal the
     training forward pass over every position (same query times), read at the last one."""

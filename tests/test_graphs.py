@@ -484,6 +484,7 @@ def test_sampling_errors():
 # --- padding to buckets ----------------------------------------------------------------------
 
 
+@pytest.mark.slow  # 35-65 s each on 2 cores; `make test-slow` (issue 26: the suite under 20 min)
 def test_pad_to_bucket_bounds_compiles():
     node_buckets, edge_buckets = (8, 16, 32), (16, 48, 96)
     layer = GAT(features=4, num_heads=2)

@@ -24,7 +24,7 @@ from stjax.compiles import CompileCounter
 from stjax.config import load_config
 from stjax.data.errors import DataError
 from stjax.models.base import ModelSpec
-from stjax.recommend import (
+from stjax.serving.recommend import (
     Histories,
     RecommendError,
     _recent_distinct,
@@ -366,7 +366,7 @@ def test_a_graph_model_recommends_for_its_known_users(tmp_path):
 
 MULTI_DEVICE = """
 import json, sys
-from stjax.recommend import histories_from_run, recommend_batches, round_batch_size
+from stjax.serving.recommend import histories_from_run, recommend_batches, round_batch_size
 from stjax.train.loop import load_model
 workdir = sys.argv[1]
 model, _ = load_model(workdir, num_devices=2)

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from stjax.cli import main
 from stjax.config import load_config
+from stjax.runs.checkpoints import CheckpointError
 from stjax.train import train_and_evaluate
-from stjax.train.checkpoint import CheckpointError
 from stjax.train.loop import TrainingError, WorkdirLock
 
 ROOT = Path(__file__).resolve().parents[1]

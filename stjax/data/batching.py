@@ -401,21 +401,6 @@ def eval_batches(examples: dict, batch_size: int):
         yield pad_batch({k: v[start:start + batch_size] for k, v in examples.items()}, batch_size)
 
 
-def sample_batch(kind: str, batch_size: int, max_length: int, max_bag: int = 1, num_negatives: int = 1) -> dict:
-    """An all-padding training batch of a kind's shapes (for `init`, which reads shapes only)."""
-    zeros = {"users": np.zeros(batch_size, np.int32), "weights": np.zeros(batch_size, np.float32)}
-    if kind == "sequence":
-        window = np.zeros((batch_size, max_length), np.int32)
-        return zeros | {"items": window, "timestamps": window.copy(), "targets": window.copy(),
-                        "target_times": window.copy()}
-    if kind == "bag":
-        return zeros | {"bag": np.zeros((batch_size, max(1, max_bag)), np.int32)}
-    if kind == "pairs":
-        return zeros | {"items": np.zeros(batch_size, np.int32),
-                        "negatives": np.zeros((batch_size, num_negatives), np.int32)}
-    raise ValueError(f"no sample batch for batch kind {kind!r}")
-
-
 def user_histories(log, times: np.ndarray) -> dict:
     """Every user's events in time order as flat arrays: offsets int64[U+2] (user u's events are
     offsets[u]:offsets[u+1]), items int32[E], timestamps int32[E] (relative). Log sorted by user."""

@@ -21,14 +21,11 @@ import ml_collections
 from stjax.data.batching import (
     BatchBuilder,
     SequenceData,
-    build_bags,
     build_sequences,
-    pairs_with_negatives,
-    take_rows,
-    training_pairs,
 )
 from stjax.data.errors import RepairReport
 from stjax.data.formats import load
+from stjax.data.kinds import train_source
 from stjax.data.preprocess import preprocess
 from stjax.data.splits import Split, make_split
 from stjax.data.table import InteractionLog
@@ -47,11 +44,33 @@ class Prepared:
     bags: dict | None = None  # bag kind: users int32[U], bag int32[U, L]
 
 
-def resolve(config) -> ml_collections.ConfigDict:
-    """A data config (ConfigDict or dict, possibly partial) over `stjax.config.data_defaults()`:
-    the defaults live in one place. An unknown key is an error."""
-    from stjax.config import data_defaults
+def data_defaults() -> ml_collections.ConfigDict:
+    """The `data` section of a config: every key the data pipeline reads, with its default (the
+    only place they live; `stjax.config.base_config` takes them from here)."""
+    return ml_collections.ConfigDict(dict(
+        # Where events come from: 'synthetic', 'ml-100k', 'ml-1m' or a path (format and columns,
+        # e.g. "user=uid,item=iid,timestamp=ts", as for `stjax data validate`).
+        source="synthetic", data_dir="data", format="", columns="",
+        # Cleaning and split (split: leave_one_out, temporal or held_out_users; the fractions are
+        # those of the temporal and held-out-user splits; seed draws held-out users, fold-in and
+        # synthetic data).
+        dedup=False, user_k=0, item_k=0, min_length=0, split="leave_one_out", valid_fraction=0.1,
+        test_fraction=0.1, seed=0,
+        # Batches: sequence windows (window: last or all), bags (max_bag: 0 = no cap), pairs.
+        max_length=50, window="last", max_bag=0, num_negatives=1,
+        # Evaluation rows: at most max_targets targets per user (0 = all); fold-in input share.
+        max_targets=0, fold_in_fraction=0.8,
+        # Arrow's system allocator and heap trimming between stages (large logs).
+        low_memory=True,
+        # Synthetic data: sizes, the share of events copied from a planted influencer, and where
+        # influencers live ('same' region as the user or 'any').
+        synthetic_users=1000, synthetic_items=1000, synthetic_events=100_000, synthetic_influence=0.1,
+        synthetic_influencer_region="same"))
 
+
+def resolve(config) -> ml_collections.ConfigDict:
+    """A data config (ConfigDict or dict, possibly partial) over `data_defaults()`: the defaults
+    live in one place. An unknown key is an error."""
     resolved = data_defaults()
     given = config.to_dict() if hasattr(config, "to_dict") else dict(config or {})
     for key, value in given.items():
@@ -137,17 +156,6 @@ def prepare(config, log=print, batch_kind: str = "sequence") -> Prepared:
                                 max_targets=config.max_targets,
                                 fold_in_fraction=config.fold_in_fraction,
                                 seed=config.seed, bags=batch_kind == "bag")
-    bags = None
-    if batch_kind == "sequence":
-        source = take_rows(sequences.train)
-    elif batch_kind == "bag":
-        bags = build_bags(split, config.max_bag)
-        if bags["truncated"]:
-            log(f"bags: {bags['truncated']:,} older training items cut by data.max_bag={config.max_bag}")
-        source = take_rows({"users": bags["users"], "bag": bags["bag"]})
-    elif batch_kind == "pairs":
-        source = pairs_with_negatives(training_pairs(split), interactions.num_items, config.num_negatives)
-    else:
-        raise ValueError(f"batch kind {batch_kind!r} has no batch builder yet")
+    source, bags = train_source(batch_kind, split, sequences, config, log)
     timings["sequences_s"] = time.perf_counter() - start
     return Prepared(interactions, split, sequences, report, timings, truth, source, bags)

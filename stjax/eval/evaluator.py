@@ -11,15 +11,18 @@ evaluation, not per batch.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from stjax.data.batching import eval_batches
-from stjax.eval.metrics import mask_scores, rank_metrics, target_ranks
+from stjax.data.kinds import get_kind
+from stjax.devices import put_global
+from stjax.eval.metrics import METRICS, mask_scores, rank_metrics, target_ranks
 from stjax.models.shared import mask_non_items
-
-EVALUATORS = ("ranking", "fold_in")
 
 
 class EvaluationError(ValueError):
@@ -43,14 +46,12 @@ def make_eval_step(spec, module, ks, num_items: int, mode: str = "full", exclude
 
     def eval_step(params, batch, context, scoring):
         scores = spec.score(module, {"params": params}, batch, context=context, scoring=scoring).astype(jnp.float32)
+        scores = mask_non_items(scores, num_items)  # padding and the table's padded rows: never items
         targets = batch["targets"]
         if mode == "full":
-            if scores.shape[1] > num_items + 1:  # static: the padded rows of a sharded table
-                scores = jnp.where(jnp.arange(scores.shape[1]) > num_items, -jnp.inf, scores)
             exclude = batch["exclude"] if exclude_history else jnp.zeros_like(batch["exclude"][:, :1])
             ranks = target_ranks(mask_scores(scores, exclude), targets)  # mask_scores masks item 0
         else:
-            scores = mask_non_items(scores, num_items)
             candidates = jnp.concatenate([targets[:, :1], batch["negatives"]], axis=1)
             candidate_scores = jnp.take_along_axis(scores, candidates, axis=1)
             # Ties: the target ranks behind negatives with the same score (pessimistic).
@@ -109,6 +110,10 @@ class Evaluator:
         self.mode = config.mode
         self.num_items = sequences.num_items
         self.examples = {"valid": dict(sequences.valid), "test": dict(sequences.test)}
+        missing = [field for field in get_kind(spec.batch_kind).eval_fields if field not in self.examples["valid"]]
+        if missing:
+            raise EvaluationError(f"model '{spec.name}' reads {', '.join(missing)} from its evaluation examples "
+                                  f"('{spec.batch_kind}' batches), which these examples do not hold")
         self.max_targets = max(self.examples["valid"]["targets"].shape[1], self.examples["test"]["targets"].shape[1])
         if self.mode == "sampled":
             if self.max_targets > 1:
@@ -137,7 +142,7 @@ class Evaluator:
         context = {} if context is None else context
         totals = None
         for batch in eval_batches(self.examples[part], self.batch_size):
-            batch = jax.device_put(batch, self.shardings.batch) if self.shardings is not None else \
+            batch = put_global(batch, self.shardings.batch) if self.shardings is not None else \
                 {k: jnp.asarray(v) for k, v in batch.items()}
             result = self.step(params, batch, context, scoring)
             totals = result if totals is None else jax.tree_util.tree_map(jnp.add, totals, result)
@@ -150,20 +155,131 @@ class Evaluator:
         return metrics
 
 
+# ----------------------------------------------------------------------------- the registry
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSetup:
+    """What an evaluator is built from: the model, the prepared sequences (valid/test examples),
+    the `eval` config section, the data split's name, item popularity, the seed and shardings."""
+
+    spec: object
+    module: object
+    sequences: object
+    config: object
+    split: str
+    popularity: np.ndarray | None = None
+    seed: int = 0
+    shardings: object = None
+    width: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluatorSpec:
+    """One kind of evaluator in `eval.evaluators`.
+
+    make(setup) -> an object with `name`, `description`, `step` (its jitted step, for compile
+    counts) and `evaluate(params, part, context, scoring) -> {metric: value}`.
+    splits: the `data.split` values it applies to. metrics(eval_config): the names it reports
+    (each a valid `eval.metric`); lower_is_better(name): the direction of one of them (early
+    stopping and the best checkpoint follow it); metric_help(eval_config): what a valid name looks
+    like, for the one-line error."""
+
+    name: str
+    make: Callable[[EvalSetup], object]
+    splits: tuple[str, ...]
+    metrics: Callable[[object], tuple[str, ...]]
+    lower_is_better: Callable[[str], bool] = lambda name: False
+    metric_help: Callable[[object], str] | None = None
+
+
+EVALUATORS: dict[str, EvaluatorSpec] = {}
+
+
+def register_evaluator(spec: EvaluatorSpec) -> EvaluatorSpec:
+    EVALUATORS[spec.name] = spec
+    return spec
+
+
+def _ranking_metrics(config) -> tuple[str, ...]:
+    return tuple(f"{name}@{int(k)}" for name in METRICS for k in config.ks)
+
+
+def _ranking_help(config) -> str:
+    return f"NAME@K with NAME in {', '.join(METRICS)} and K in eval.ks {tuple(config.ks)}"
+
+
+def _make_ranking(setup: EvalSetup, name: str) -> Evaluator:
+    return Evaluator(setup.spec, setup.module, setup.sequences, setup.config, setup.popularity, seed=setup.seed,
+                     shardings=setup.shardings, width=setup.width, name=name)
+
+
+register_evaluator(EvaluatorSpec("ranking", lambda setup: _make_ranking(setup, "ranking"),
+                                 ("leave_one_out", "temporal"), _ranking_metrics, metric_help=_ranking_help))
+register_evaluator(EvaluatorSpec("fold_in", lambda setup: _make_ranking(setup, "fold_in"), ("held_out_users",),
+                                 _ranking_metrics, metric_help=_ranking_help))
+
+
+def metric_names(config) -> dict[str, tuple[str, bool]]:
+    """Every valid `eval.metric` of an `eval` config: name -> (evaluator, lower is better). The
+    first evaluator's names are plain (`ndcg@10`), later ones prefixed (`fold_in/ndcg@10`)."""
+    names = {}
+    for index, evaluator in enumerate(config.evaluators):
+        spec = EVALUATORS[evaluator]
+        prefix = "" if index == 0 else f"{evaluator}/"
+        names |= {prefix + name: (evaluator, bool(spec.lower_is_better(name))) for name in spec.metrics(config)}
+    return names
+
+
+def metric_problem(config) -> str | None:
+    """What a valid `eval.metric` looks like when the config's is not one (None when it is)."""
+    names = metric_names(config)
+    if config.metric in names:
+        return None
+    evaluator, _, _ = str(config.metric).rpartition("/")
+    spec = EVALUATORS.get(evaluator or config.evaluators[0]) or EVALUATORS[config.evaluators[0]]
+    if spec.metric_help is not None:
+        return spec.metric_help(config)
+    return "one of " + ", ".join(sorted(names))
+
+
+def check_split(names, split: str) -> str | None:
+    """A one-line problem when an evaluator of `names` does not apply to `data.split`."""
+    for name in names:
+        if name not in EVALUATORS:
+            return f"eval.evaluators: unknown evaluator '{name}'; expected {', '.join(EVALUATORS)}"
+        if split not in EVALUATORS[name].splits:
+            fitting = [other for other, spec in EVALUATORS.items() if split in spec.splits]
+            return (f"eval.evaluators: '{name}' does not apply to data.split={split} "
+                    f"({' or '.join(fitting) or 'none'} does)")
+    return None
+
+
+def make_evaluators(setup: EvalSetup) -> Evaluators:
+    """The evaluators of `setup.config.evaluators`, run together."""
+    return Evaluators([EVALUATORS[name].make(setup) for name in setup.config.evaluators], setup.spec,
+                      setup.module, setup.config)
+
+
 class Evaluators:
     """The evaluators of `eval.evaluators`, run together: `prepare_scoring` once, then each one.
 
     Metric names of the first evaluator are plain (`ndcg@10`); later ones are prefixed (`fold_in/ndcg@10`).
     """
 
-    def __init__(self, evaluators: list[Evaluator], spec, module):
+    def __init__(self, evaluators: list, spec, module, config=None):
         self.evaluators, self.spec, self.module = evaluators, spec, module
+        self.directions = {name: lower for name, (_, lower) in metric_names(config).items()} if config else {}
         self._prepare = jax.jit(lambda params, context: spec.prepare_scoring(
             module, {"params": params}, context=context))
 
     @property
     def protocols(self) -> dict[str, str]:
         return {evaluator.name: evaluator.description for evaluator in self.evaluators}
+
+    def higher_is_better(self, metric: str) -> bool:
+        """The direction of `metric` (as its evaluator declares it; ranking metrics: higher)."""
+        return not self.directions.get(metric, False)
 
     @property
     def steps(self) -> list:

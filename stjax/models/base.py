@@ -9,6 +9,11 @@ A model is one file in `stjax/models/` that defines `SPEC = ModelSpec(...)`; the
   prepare_scoring(module, variables, context=...) -> scoring  (once per evaluation / recommend pass)
   score(module, variables, batch, context=..., scoring=...) -> float[B, W]   (W >= I+1)
   encode(module, variables, batch, context=..., scoring=...) -> float[B, D]  (user vectors)
+  predict(module, variables, batch, context=..., scoring=...) -> values   (optional: a model that predicts
+      values rather than item scores, e.g. a forecaster of behaviour volume)
+  example_scores(module, variables, batch, context=..., config=...) -> {"loss": float[B], "targets": float[B]}
+      (optional) per-example loss sums and target counts, without dropout: sum(loss) / sum(targets)
+      is the batch loss; loss / targets scores one user (anomaly detection)
   explain(module, variables, batch, context=..., scoring=...) -> {kind: (ids int[B, K], weights float[B, K])}
       the model's own attention behind a user's scores (`stjax explain`); kinds: 'neighbours'
       (user ids), 'items', 'places' (item ids), 'parts' (names tuple, weights)
@@ -30,7 +35,8 @@ from typing import Any
 import flax.linen as nn
 import ml_collections
 
-BATCH_KINDS = ("sequence", "bag", "pairs", "temporal_neighbours")
+from stjax.data.kinds import BATCH_KINDS  # noqa: F401  (the registry of batch kinds, re-exported)
+from stjax.models import checks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +104,9 @@ class ModelSpec:
     groups: parameter groups, each with its own optimizer (learning rate, update period) in
     `train.groups`; `group_of(path)` names the group of a parameter from its path of keys.
     trainable=False: a model with nothing to learn (the engine still runs its loss once).
+    config_checks(model_config): refuses a bad value of the model's own keys before any data loads
+    (`stjax.models.checks`: BadKey for one value, ValueError for a setting `make` cannot build);
+    `stjax.validation` runs it at load time and `build_model` before `make`.
     """
 
     name: str
@@ -111,9 +120,12 @@ class ModelSpec:
     init: Callable[..., Any] = sequence_init
     prepare_scoring: Callable[..., Any] = no_scoring
     encode: Callable[..., Any] | None = None
+    predict: Callable[..., Any] | None = None
+    example_scores: Callable[..., Any] | None = None
     explain: Callable[..., Any] | None = None
     make_context: Callable[..., Any] = no_context
     trainable: bool = True
+    config_checks: Callable[[ml_collections.ConfigDict], None] = checks.common
 
     def __post_init__(self):
         if self.batch_kind not in BATCH_KINDS:

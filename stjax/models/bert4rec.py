@@ -14,7 +14,7 @@ import ml_collections
 
 from stjax.layers import PositionEmbedding, TransformerBlock
 from stjax.models.base import ModelSpec
-from stjax.models.shared import full_softmax_loss, item_embedding, mask_non_items
+from stjax.models.shared import full_softmax_loss, item_embedding
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -94,7 +94,7 @@ def cloze_encode(module, variables, batch, *, context=None, scoring=None):
 
 def cloze_score(module, variables, batch, *, context=None, scoring=None):
     hidden = cloze_encode(module, variables, batch)
-    return mask_non_items(module.apply(variables, hidden, method="logits"), module.num_items)
+    return module.apply(variables, hidden, method="logits")
 
 
 SPEC = ModelSpec("bert4rec", default_config, make, cloze_losses, cloze_score, init=cloze_init, encode=cloze_encode)

@@ -30,6 +30,7 @@ import numpy as np
 
 from stjax.graphs import interaction_graph, normalized_adjacency
 from stjax.layers import GAT, RNN, lightgcn_propagate
+from stjax.models import checks
 from stjax.models.base import ModelSpec
 from stjax.models.shared import TiedItemOutput, full_softmax_loss, item_embedding, mask_non_items
 
@@ -155,13 +156,18 @@ class Fusion(TiedItemOutput, nn.Module):
         return self.logits(self.decoder(code))
 
 
-def make(config, info) -> nn.Module:
+def _settings(config) -> None:
+    """What `make` can build (ValueError otherwise); `config_checks` runs it before any data loads."""
     if config.fusion not in ("gate", "concat"):
         raise ValueError(f"model.fusion={config.fusion!r}; expected gate or concat")
     if config.gnn not in ("lightgcn", "gat"):
         raise ValueError(f"model.gnn={config.gnn!r}; expected lightgcn or gat")
     if config.gnn == "gat" and config.hidden % config.gnn_heads:
         raise ValueError(f"model.hidden={config.hidden} is not divisible by model.gnn_heads={config.gnn_heads}")
+    parse_parts(config.parts)
+
+
+def make(config, info) -> nn.Module:
     return Fusion(num_users=info.num_users, num_items=info.num_items, item_rows=info.item_rows, hidden=config.hidden,
                   parts=parse_parts(config.parts), cell=config.cell, num_layers=config.num_layers,
                   fusion=config.fusion, dropout=config.dropout, gnn=config.gnn, gnn_heads=config.gnn_heads)
@@ -221,8 +227,8 @@ def encode(module, variables, batch, *, context, scoring=None):
 def score(module, variables, batch, *, context, scoring=None):
     hidden, graph_items = _fused(module, variables, batch, context, scoring)
     logits = module.apply(variables, hidden, graph_items, method="scores")
-    return mask_non_items(logits.astype(jnp.float32), module.num_items)
+    return logits.astype(jnp.float32)
 
 
 SPEC = ModelSpec("fusion", default_config, make, losses, score, init=init, encode=encode,
-                 prepare_scoring=prepare_scoring, make_context=make_context)
+                 prepare_scoring=prepare_scoring, make_context=make_context, config_checks=checks.keys(then=_settings))

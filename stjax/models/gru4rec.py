@@ -10,6 +10,7 @@ from stjax.models.shared import (
     last_position_encode,
     last_position_score,
     make_recurrent,
+    sequence_example_scores,
     sequence_losses,
 )
 
@@ -19,4 +20,5 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 SPEC = ModelSpec("gru4rec", default_config, make_recurrent("gru"), sequence_losses, last_position_score,
-                 encode=last_position_encode)
+                 encode=last_position_encode,
+                 example_scores=sequence_example_scores)

@@ -25,6 +25,7 @@ import numpy as np
 from stjax.graphs import interaction_graph, normalized_adjacency
 from stjax.graphs.context import RelationReport, relation_edges
 from stjax.layers import lightgcn_propagate, lightgcn_propagate_bipartite
+from stjax.models import checks
 from stjax.models.base import ModelSpec
 from stjax.models.shared import item_embedding
 
@@ -79,9 +80,12 @@ class LightGCN(nn.Module):
         return user_table[users], item_table[items]
 
 
-def make(config, info) -> nn.Module:
+def _settings(config) -> None:
     if config.propagation not in PROPAGATIONS:
         raise ValueError(f"model.propagation={config.propagation!r}; expected one of {', '.join(PROPAGATIONS)}")
+
+
+def make(config, info) -> nn.Module:
     return LightGCN(num_users=info.num_users, num_items=info.num_items, item_rows=info.item_rows,
                     hidden=config.hidden, num_layers=config.num_layers)
 
@@ -156,4 +160,5 @@ def score(module, variables, batch, *, context, scoring):
 
 
 SPEC = ModelSpec("lightgcn", default_config, make, losses, score, batch_kind="pairs", init=init,
-                 prepare_scoring=prepare_scoring, encode=encode, make_context=make_context)
+                 prepare_scoring=prepare_scoring, encode=encode, make_context=make_context,
+                 config_checks=checks.keys(then=_settings))

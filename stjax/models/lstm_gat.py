@@ -28,8 +28,9 @@ import numpy as np
 from stjax.graphs.context import gather_rows, recent_before
 from stjax.layers import GAT, RNN, DistanceBucketEmbedding, GeoCellEmbedding, sinusoidal_latlon
 from stjax.layers.encodings import haversine
+from stjax.models import checks
 from stjax.models.base import ModelSpec
-from stjax.models.shared import TiedItemOutput, full_softmax_loss, item_embedding, mask_non_items
+from stjax.models.shared import TiedItemOutput, full_softmax_loss, item_embedding
 from stjax.models.shared_graph import (
     INTERVAL_BUCKETS,
     DistancePrior,
@@ -216,7 +217,8 @@ class LSTMGAT(TiedItemOutput, nn.Module):
         return logits
 
 
-def make(config, info) -> nn.Module:
+def _settings(config) -> None:
+    """What `make` can build (ValueError otherwise); `config_checks` runs it before any data loads."""
     if config.fusion not in FUSIONS:
         raise ValueError(f"model.fusion={config.fusion!r}; expected one of {', '.join(FUSIONS)}")
     if config.latlon_features % 4:
@@ -224,8 +226,9 @@ def make(config, info) -> nn.Module:
                          f"of latitude and longitude)")
     if config.cell_resolution > 15:
         raise ValueError(f"model.cell_resolution={config.cell_resolution}; H3 resolutions are 0..15")
-    if config.hidden % config.num_heads:
-        raise ValueError(f"model.hidden={config.hidden} is not divisible by model.num_heads={config.num_heads}")
+
+
+def make(config, info) -> nn.Module:
     return LSTMGAT(num_users=info.num_users, num_items=info.num_items, item_rows=info.item_rows,
                    hidden=config.hidden, cell=config.cell, num_heads=config.num_heads, dropout=config.dropout,
                    use_graph=config.relation != "none", num_neighbours=config.num_neighbours,
@@ -261,7 +264,7 @@ def score(module, variables, batch, *, context, scoring=None):
     hidden, details = module.apply(variables, batch["items"], batch["timestamps"], batch["users"], context,
                                    query_times=next_query_times(batch), last_only=True)
     logits = module.apply(variables, hidden, batch["items"][:, -1:], context, details, method="scores")[:, 0]
-    return mask_non_items(logits.astype(jnp.float32), module.num_items)
+    return logits.astype(jnp.float32)
 
 
 def explain(module, variables, batch, *, context, scoring=None) -> dict:
@@ -288,4 +291,4 @@ def explain(module, variables, batch, *, context, scoring=None) -> dict:
 
 
 SPEC = ModelSpec("lstm_gat", default_config, make, losses, score, init=init, encode=encode, explain=explain,
-                 make_context=make_context)
+                 make_context=make_context, config_checks=checks.keys(then=_settings))

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from stjax.models.base import ModelSpec
-from stjax.models.shared import full_softmax_loss, mask_non_items
+from stjax.models.shared import full_softmax_loss
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -38,7 +38,7 @@ def losses(module, variables, batch, *, rng, step, context, config):
 
 
 def score(module, variables, batch, *, context=None, scoring=None):
-    return mask_non_items(module.apply(variables, batch["items"][:, -1:])[:, 0], module.num_items)
+    return module.apply(variables, batch["items"][:, -1:])[:, 0]
 
 
 SPEC = ModelSpec("popularity", default_config, make, losses, score)

@@ -17,6 +17,7 @@ from stjax.models.shared import (
     item_embedding,
     last_position_encode,
     last_position_score,
+    sequence_example_scores,
     sequence_losses,
 )
 
@@ -67,4 +68,5 @@ def make(config, info) -> nn.Module:
                   dtype=config.dtype)
 
 
-SPEC = ModelSpec("sasrec", default_config, make, sequence_losses, last_position_score, encode=last_position_encode)
+SPEC = ModelSpec("sasrec", default_config, make, sequence_losses, last_position_score, encode=last_position_encode,
+                 example_scores=sequence_example_scores)

@@ -111,6 +111,20 @@ def sequence_losses(module, variables, batch, *, rng, step, context, config):
     return {"model": loss}, {"targets": count}
 
 
+def sequence_example_scores(module, variables, batch, *, context=None, config=None):
+    """Per-example scores of the left-to-right sequence models: each row's summed cross-entropy
+    over its targets and its number of targets, without dropout. sum(loss) / sum(targets) is the
+    batch loss of `sequence_losses` with loss=ce (weights included); loss / targets is a user's mean
+    surprise (anomaly scores). -> {"loss": float[B], "targets": float[B]}"""
+    hidden = module.apply(variables, batch["items"], batch["timestamps"], deterministic=True)
+    logits = module.apply(variables, hidden, method="logits")[..., 1: module.num_items + 1].astype(jnp.float32)
+    targets = batch["targets"]
+    log_norm = jax.nn.logsumexp(logits, axis=-1)
+    target_logit = jnp.take_along_axis(logits, jnp.maximum(targets - 1, 0)[..., None], axis=-1)[..., 0]
+    valid = (targets > 0) * batch["weights"][:, None]
+    return {"loss": jnp.sum((log_norm - target_logit) * valid, axis=1), "targets": valid.sum(axis=1)}
+
+
 def last_position_encode(module, variables, batch, *, context=None, scoring=None):
     """User vectors: the hidden state at the last (most recent) position. float[B, D].
 
@@ -123,7 +137,7 @@ def last_position_encode(module, variables, batch, *, context=None, scoring=None
 def last_position_score(module, variables, batch, *, context=None, scoring=None):
     """Scores of all items from the last position's hidden state. float[B, W]."""
     hidden = last_position_encode(module, variables, batch)
-    return mask_non_items(module.apply(variables, hidden, method="logits").astype(jnp.float32), module.num_items)
+    return module.apply(variables, hidden, method="logits").astype(jnp.float32)
 
 
 class RecurrentRecommender(TiedItemOutput, nn.Module):

@@ -34,7 +34,7 @@ import numpy as np
 from stjax.graphs.context import gather_rows, recent_before, temporal_lists
 from stjax.layers import PositionEmbedding, TemporalGraphAttention, TransformerBlock
 from stjax.models.base import ModelSpec
-from stjax.models.shared import TiedItemOutput, full_softmax_loss, item_embedding, mask_non_items
+from stjax.models.shared import TiedItemOutput, full_softmax_loss, item_embedding
 from stjax.models.shared_graph import (
     history_context,
     next_query_times,
@@ -243,7 +243,7 @@ def score(module, variables, batch, *, context, scoring=None):
     hidden, details = module.apply(variables, batch["items"], batch["timestamps"], context, explain=True)
     logits = module.apply(variables, hidden[:, -1:], details, batch["users"], next_query_times(batch), context,
                           last_only=True, method="scores")[:, 0]
-    return mask_non_items(logits.astype(jnp.float32), module.num_items)
+    return logits.astype(jnp.float32)
 
 
 def explain(module, variables, batch, *, context, scoring=None) -> dict:

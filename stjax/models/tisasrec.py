@@ -14,6 +14,7 @@ from stjax.models.shared import (
     item_embedding,
     last_position_encode,
     last_position_score,
+    sequence_example_scores,
     sequence_losses,
 )
 
@@ -62,4 +63,5 @@ def make(config, info) -> nn.Module:
 
 
 SPEC = ModelSpec("tisasrec", default_config, make, sequence_losses, last_position_score,
-                 encode=last_position_encode)
+                 encode=last_position_encode,
+                 example_scores=sequence_example_scores)

@@ -23,6 +23,8 @@ from flax.linen import meta
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from stjax.devices import put_local
+
 
 @flax.struct.dataclass
 class TrainState:
@@ -42,7 +44,8 @@ class EveryKState(NamedTuple):
 def every_k_steps(inner: optax.GradientTransformation, every: int) -> optax.GradientTransformation:
     """Applies `inner` on one step in `every` (the last of each period) and leaves parameters and
     `inner`'s state untouched on the others: k discriminator steps per generator step is the
-    generator's group with every=k."""
+    generator's group with every=k. A `lax.cond`, so a skipped step runs no update at all (its
+    moments, clipping and schedule are not computed and thrown away)."""
     if every <= 1:
         return inner
 
@@ -50,35 +53,43 @@ def every_k_steps(inner: optax.GradientTransformation, every: int) -> optax.Grad
         return EveryKState(jnp.zeros([], jnp.int32), inner.init(params))
 
     def update(updates, state, params=None):
-        new_updates, new_inner = inner.update(updates, state.inner, params)
+        def apply(operands):
+            grads, inner_state = operands
+            return inner.update(grads, inner_state, params)
+
+        def skip(operands):
+            grads, inner_state = operands
+            return jax.tree_util.tree_map(jnp.zeros_like, grads), inner_state
+
         take = (state.count + 1) % every == 0
-        new_updates = jax.tree_util.tree_map(lambda u: jnp.where(take, u, jnp.zeros_like(u)), new_updates)
-        new_inner = jax.tree_util.tree_map(lambda new, old: jnp.where(take, new, old), new_inner, state.inner)
+        new_updates, new_inner = jax.lax.cond(take, apply, skip, (updates, state.inner))
         return new_updates, EveryKState(state.count + 1, new_inner)
 
     return optax.GradientTransformation(init, update)
 
 
-def _schedule(config, lr: float, total_steps: int):
+def _schedule(config, lr: float, total_steps: int, name: str):
     warmup = int(config.warmup_steps)
-    if config.schedule == "cosine":
+    if name == "cosine":
         return optax.warmup_cosine_decay_schedule(
             0.0 if warmup else lr, lr, max(warmup, 1), max(total_steps, max(warmup, 1) + 1),
             end_value=lr * float(config.final_lr_ratio))
-    if config.schedule == "constant":
+    if name == "constant":
         return optax.join_schedules([optax.linear_schedule(0.0, lr, max(warmup, 1)), optax.constant_schedule(lr)],
                                     [warmup]) if warmup else lr
-    raise ValueError(f"unknown schedule {config.schedule!r}; expected cosine or constant")
+    raise ValueError(f"unknown schedule {name!r}; expected cosine or constant")
 
 
 def group_optimizer(config, group: str, total_steps: int) -> optax.GradientTransformation:
-    """adam / adamw with linear warm-up then cosine decay, global-norm clipping, for one group.
+    """adam / adamw with linear warm-up then cosine decay (or constant), global-norm clipping, for one group.
 
-    The group's `train.groups.<group>.learning_rate` (0: `train.learning_rate`) and `.every`."""
+    The group's `train.groups.<group>.learning_rate` (0: `train.learning_rate`), `.optimizer` and
+    `.schedule` ("": the train section's) and `.every`: groups may differ in all of them."""
     settings = config.groups[group]
     lr = float(settings.learning_rate) or float(config.learning_rate)
-    schedule = _schedule(config, lr, total_steps)
-    name = config.optimizer
+    schedule_name = settings.get("schedule", "") or config.schedule
+    schedule = _schedule(config, lr, total_steps, schedule_name)
+    name = settings.get("optimizer", "") or config.optimizer
     if name == "adamw":
         base = optax.adamw(schedule, b1=0.9, b2=0.98, weight_decay=float(config.weight_decay))
     elif name == "adam":
@@ -195,12 +206,7 @@ def _like_params(opt_state, params, param_shardings, replicated):
     return jax.tree_util.tree_map_with_path(sharding_of, opt_state)
 
 
-def put_batch(batch: dict, sharding: NamedSharding) -> dict:
-    """This process's slice of a global batch onto the mesh, split along `data`. One process: a
-    device_put; several (multi-host): each contributes its rows to one global array."""
-    if jax.process_count() == 1:
-        return jax.device_put(batch, sharding)
-    return jax.tree_util.tree_map(lambda rows: jax.make_array_from_process_local_data(sharding, rows), batch)
+put_batch = put_local  # training batches: each process's own rows (`stjax.devices`)
 
 
 def abstract_state(state, shardings: Shardings):

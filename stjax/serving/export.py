@@ -8,7 +8,6 @@ them), in fixed-size batches on the device (one compile), written as they come: 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -17,7 +16,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from stjax.recommend import RecommendError, build_batch, histories_from_run, round_batch_size
+from stjax.devices import put_global
+from stjax.runs import RunFolder
+from stjax.serving.recommend import (
+    RecommendError,
+    build_batch,
+    histories_from_run,
+    round_batch_size,
+)
 
 
 def check_output(out: str | Path) -> Path:
@@ -37,7 +43,7 @@ def export_users(model, workdir: str | Path, out: str | Path, batch_size: int = 
     if spec.encode is None:
         raise RecommendError(f"model '{spec.name}' defines no encode(): it has no user vectors to export")
     out = check_output(out)
-    vocab = json.loads((Path(workdir) / "vocab.json").read_text())
+    vocab = RunFolder(workdir).vocab()
     histories = histories_from_run(workdir, vocab)
     params, context = model.state.params, model.context
     scoring = spec.prepare_scoring(model.module, {"params": params}, context=context)
@@ -50,7 +56,7 @@ def export_users(model, workdir: str | Path, out: str | Path, batch_size: int = 
         for start in range(0, len(histories), batch_size):
             batch = build_batch(histories, start, batch_size, spec.batch_kind, model.info.max_length,
                                 max(1, histories.longest), max(1, int(model.info.max_bag)))
-            vectors = np.asarray(jax.device_get(encode(params, jax.device_put(batch, model.shardings.batch), scoring)),
+            vectors = np.asarray(jax.device_get(encode(params, put_global(batch, model.shardings.batch), scoring)),
                                  np.float32)[: min(batch_size, len(histories) - start)]
             dimensions = vectors.shape[1]
             table = pa.table({"user": pa.array(histories.users[start:start + len(vectors)].astype(str)),

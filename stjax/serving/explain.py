@@ -9,13 +9,14 @@ own (averaged over heads), not a post-hoc proxy; entries naming the same id are 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from stjax.recommend import (
+from stjax.devices import put_global
+from stjax.runs import RunFolder
+from stjax.serving.recommend import (
     RecommendError,
     build_batch,
     histories_from_run,
@@ -45,7 +46,7 @@ def explain_user(model, workdir: str | Path, user: str, k: int = 10, top: int = 
         with_attention = sorted(name for name, s in _registry().items() if s.explain is not None)
         raise RecommendError(f"model '{spec.name}' has no graph attention to explain; `stjax explain` reads the attention "
                              f"of {', '.join(with_attention)}")
-    vocab = json.loads((Path(workdir) / "vocab.json").read_text())
+    vocab = RunFolder(workdir).vocab()
     histories = histories_from_run(workdir, vocab)
     positions = {str(token): index for index, token in enumerate(histories.users)}
     if str(user) not in positions:
@@ -58,7 +59,7 @@ def explain_user(model, workdir: str | Path, user: str, k: int = 10, top: int = 
     params, context = model.state.params, model.context
     scoring = spec.prepare_scoring(model.module, {"params": params}, context=context)
     step = make_recommend_step(model, k)
-    scores, items, _ = jax.device_get(step(params, jax.device_put(batch, model.shardings.batch), context, scoring))
+    scores, items, _ = jax.device_get(step(params, put_global(batch, model.shardings.batch), context, scoring))
     inputs = {name: value[:1] for name, value in batch.items() if name != "exclude"}
     attention = spec.explain(model.module, {"params": params}, inputs, context=context, scoring=scoring)
     item_tokens, user_tokens = vocab["items"], vocab["users"]

@@ -36,9 +36,14 @@ def _first_line(err: BaseException) -> str:
 
 
 class Checkpoints:
-    def __init__(self, workdir: Path, keep: int = 2, async_save: bool = True, log=print):
+    """higher_is_better: the direction of the metric that ranks checkpoints (the best one is kept);
+    Orbax ranks by `value` saved as the metric itself, or its negation when lower is better."""
+
+    def __init__(self, workdir: Path, keep: int = 2, async_save: bool = True, log=print,
+                 higher_is_better: bool = True):
         self.root = Path(workdir).absolute() / "checkpoints"
         self.keep, self.async_save, self.log = keep, async_save, log
+        self.sign = 1.0 if higher_is_better else -1.0
         self._saving: int | None = None
         self.manager = self._open()
 
@@ -53,14 +58,14 @@ class Checkpoints:
             raise CheckpointError(f"{self.root}: cannot open the checkpoints ({_first_line(err)})") from None
 
     def save(self, step: int, state, record: dict, value: float) -> None:
-        """Saves `state` at `step`, ranked by `value` (higher is better). With async saves the write
+        """Saves `state` at `step`, ranked by `value` (in the direction given). With async saves the write
         goes on in the background; `check()` (called at every log step) reports a failure."""
         self.check()
         self._saving = step
         try:
             self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                             record=ocp.args.JsonSave(record)),
-                              metrics={"value": float(value)})
+                              metrics={"value": self.sign * float(value)})
         except Exception as err:
             raise self._save_error(err) from None
 
