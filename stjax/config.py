@@ -220,6 +220,33 @@ def base_config(model: str, source: str = "synthetic") -> ml_collections.ConfigD
     return config
 
 
+def mult_vae_protocol(config: ml_collections.ConfigDict, held_out: int) -> ml_collections.ConfigDict:
+    """The held-out-users protocol of Mult-VAE (Liang et al., WWW 2018), shared by the generative
+    experiments and EASE: ratings >= 4 are positives, users with >= 5 positives, `held_out`
+    validation and as many test users (ML-1M: 600, ml-100k: 50), 80% of each held-out user's items
+    folded in and the rest targets, NDCG@100 and Recall@20/50 normalised by min(K, targets)
+    (`capped_recall`), model selection on validation NDCG@100."""
+    config.data.min_value = 4.0
+    config.data.min_length = 5
+    config.data.split = "held_out_users"
+    config.data.valid_users = config.data.test_users = held_out
+    config.data.fold_in_fraction = 0.8
+    config.eval.evaluators = ("fold_in",)
+    config.eval.ks = (20, 50, 100)
+    config.eval.metric = "ndcg@100"
+    return config
+
+
+def tiny_held_out(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """`tiny` for a held-out-users experiment: 10 + 10 held-out synthetic users, K up to 20."""
+    config = tiny(config)
+    config.data.min_value = 0.0  # the synthetic events carry no ratings
+    config.data.valid_users = config.data.test_users = 10
+    config.eval.ks = (5, 10, 20)
+    config.eval.metric = "ndcg@20"
+    return config
+
+
 def foursquare_protocol(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The protocol of the README's Foursquare NYC table, shared by its experiments: windows of
     50 check-ins, every check-in a target once (`window=all`; users average 137 check-ins),

@@ -55,6 +55,7 @@ def schema() -> dict[str, Check]:
         "data.seed": integer(0), "data.max_length": integer(1), "data.window": one_of("last", "all"),
         "data.max_bag": integer(0), "data.num_negatives": integer(1), "data.max_targets": integer(0),
         "data.fold_in_fraction": number(0.0, 1.0, low_open=True), "data.low_memory": boolean,
+        "data.min_value": number(0.0), "data.valid_users": integer(0), "data.test_users": integer(0),
         "data.synthetic_users": integer(2), "data.synthetic_items": integer(2),
         "data.synthetic_events": integer(1), "data.synthetic_influence": number(0.0, 1.0, high_open=False),
         "data.synthetic_influencer_region": one_of("same", "any"), "eval.exclude_history": boolean,

@@ -275,7 +275,7 @@ class HistoryFile:
     users, unknown users, skipped items and the longest known history, so that every chunk has the
     same exclusion width (one compile of the serving step)."""
 
-    def __init__(self, path: str, vocab: dict, users_per_chunk: int = 65_536):
+    def __init__(self, path: str, vocab: dict, users_per_chunk: int = 16_384):
         self.path, self.vocab, self.users_per_chunk = path, vocab, max(1, int(users_per_chunk))
         self.item_index = {str(token): i for i, token in enumerate(vocab["items"]) if i > 0}
         self.user_index = {str(token): i for i, token in enumerate(vocab["users"]) if i > 0}

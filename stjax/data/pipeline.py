@@ -56,6 +56,9 @@ def data_defaults() -> ml_collections.ConfigDict:
         # synthetic data).
         dedup=False, user_k=0, item_k=0, min_length=0, split="leave_one_out", valid_fraction=0.1,
         test_fraction=0.1, seed=0,
+        # min_value: keep events whose value (rating) is >= it (0 = all; Mult-VAE: 4). valid_users /
+        # test_users: held_out_users by counts instead of fractions (0 = use the fraction).
+        min_value=0.0, valid_users=0, test_users=0,
         # Batches: sequence windows (window: last or all), bags (max_bag: 0 = no cap), pairs.
         max_length=50, window="last", max_bag=0, num_negatives=1,
         # Evaluation rows: at most max_targets targets per user (0 = all); fold-in input share.
@@ -138,6 +141,7 @@ def prepare(config, log=print, batch_kind: str = "sequence") -> Prepared:
         user_k=config.user_k,
         item_k=config.item_k,
         min_length=config.min_length,
+        min_value=float(config.min_value),
         report=report,
     )
     report.check()
@@ -146,8 +150,9 @@ def prepare(config, log=print, batch_kind: str = "sequence") -> Prepared:
     start = time.perf_counter()
     method = config.split
     fractions = dict(valid_fraction=config.valid_fraction, test_fraction=config.test_fraction)
+    counts = dict(valid_users=int(config.valid_users), test_users=int(config.test_users))
     extra = {"leave_one_out": {}, "temporal": fractions,
-             "held_out_users": fractions | {"seed": config.seed}}.get(method, {})
+             "held_out_users": fractions | counts | {"seed": config.seed}}.get(method, {})
     split = make_split(interactions, method, **extra)
     timings["split_s"] = time.perf_counter() - start
     start = time.perf_counter()

@@ -47,9 +47,23 @@ def min_history(log: InteractionLog, length: int, report: RepairReport | None = 
     return log.select(keep)
 
 
+def keep_min_value(log: InteractionLog, threshold: float, report: RepairReport | None = None) -> InteractionLog:
+    """Keeps events whose value (rating) is >= threshold: ratings >= 4 as positives (Mult-VAE's
+    protocol). A log without values cannot be filtered: ValueError."""
+    if np.isnan(log.value).all():
+        raise ValueError(f"data.min_value={threshold} keeps events by their value, but the log has no value column")
+    keep = log.value >= threshold  # NaN compares False: an event without a value is dropped
+    if report is not None:
+        report.drop("below_min_value", int((~keep).sum()))
+    return log.select(keep)
+
+
 def preprocess(log: InteractionLog, *, dedup: bool = False, user_k: int = 0, item_k: int = 0,
-               min_length: int = 0, report: RepairReport | None = None) -> InteractionLog:
-    """The standard pipeline: dedup -> k-core -> min history -> compact ids -> sort by (user, time)."""
+               min_length: int = 0, min_value: float = 0.0, report: RepairReport | None = None) -> InteractionLog:
+    """The standard pipeline: min value -> dedup -> k-core -> min history -> compact ids -> sort by
+    (user, time). min_value 0 keeps every event."""
+    if min_value:
+        log = keep_min_value(log, min_value, report)
     if dedup:
         log = deduplicate(log, report)
     if user_k or item_k:

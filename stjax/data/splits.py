@@ -83,14 +83,18 @@ def temporal(log: InteractionLog, valid_start: int | None = None, test_start: in
 
 
 def held_out_users(log: InteractionLog, valid_fraction: float = 0.1, test_fraction: float = 0.1,
-                   seed: int = 0) -> Split:
-    """Whole users go to train, validation or test (for Mult-VAE style models)."""
+                   seed: int = 0, valid_users: int = 0, test_users: int = 0) -> Split:
+    """Whole users go to train, validation or test (for Mult-VAE style models): the given numbers
+    of users (valid_users, test_users; Mult-VAE on ML-1M: 600 and 600), or the fractions."""
     _check_sorted(log)
     users = np.unique(log.user)
     rng = np.random.default_rng(seed)
     order = rng.permutation(users)
-    num_test = int(round(len(users) * test_fraction))
-    num_valid = int(round(len(users) * valid_fraction))
+    num_test = int(test_users) or int(round(len(users) * test_fraction))
+    num_valid = int(valid_users) or int(round(len(users) * valid_fraction))
+    if num_test + num_valid >= len(users):
+        raise ValueError(f"held_out_users: {num_valid} validation and {num_test} test users leave no training "
+                         f"user of {len(users)}")
     part_of_user = np.zeros(len(log.user_vocab), dtype=np.int8)
     part_of_user[order[:num_test]] = TEST
     part_of_user[order[num_test:num_test + num_valid]] = VALID
