@@ -3,7 +3,7 @@
 `validate(config)` raises `ConfigError` with one line naming the key, the value found and what is
 allowed. This module checks the engine's keys (data, train, eval); the model's own keys are checked
 by its `ModelSpec.config_checks` (`check_model`; the shared names such as `hidden`, `num_heads`,
-`dropout` in `stjax.models.checks`). Checks that need the data (K at most the catalogue size) are
+`dropout` in `stjax.models.base.SHARED`). Checks that need the data (K at most the catalogue size) are
 in `check_against_data`.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from stjax.models.checks import BadKey, Check, boolean, integer, nonempty_text, number, one_of, text
+from stjax.models.base import BadKey, Check, boolean, integer, nonempty_text, number, one_of, text
 
 
 class ConfigError(Exception):

@@ -8,7 +8,7 @@ import pkgutil
 
 from stjax.models.base import REGISTRY, DataInfo, ModelSpec, get, register
 
-_NOT_MODELS = {"base", "checks", "shared", "shared_graph"}
+_NOT_MODELS = {"base", "shared", "shared_graph"}
 
 
 def _discover() -> None:

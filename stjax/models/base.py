@@ -36,7 +36,6 @@ import flax.linen as nn
 import ml_collections
 
 from stjax.data.kinds import BATCH_KINDS  # noqa: F401  (the registry of batch kinds, re-exported)
-from stjax.models import checks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +76,113 @@ class DataInfo:
         return json.dumps(self.to_dict())
 
 
+# ----------------------------------------------------------------------------- config checks
+# Checks of config values, for the engine's keys (`stjax.validation`) and each model's own
+# (`ModelSpec.config_checks`). A check returns None when the value is fine, else what is allowed.
+# A model's `config_checks(model_config)` raises `BadKey(key, value, allowed)` for one bad value
+# (shown as "config key 'model.KEY': found V; expected ALLOWED") or `ValueError` for a setting its
+# module cannot build (shown as "model config: MESSAGE"). `config_keys(...)` builds it: the checks
+# of the shared model keys a model's config has, by name, then the model's own.
+
+Check = Callable[[object], str | None]  # returns what is allowed when the value is not
+
+
+class BadKey(ValueError):
+    """One config value outside its domain: the key (dotted), the value and what is allowed."""
+
+    def __init__(self, key: str, value, allowed: str):
+        super().__init__(f"config key '{key}': found {value!r}; expected {allowed}")
+        self.key, self.value, self.allowed = key, value, allowed
+
+
+def integer(minimum: int) -> Check:
+    def check(value):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            return f"an integer >= {minimum}"
+        return None
+    return check
+
+
+def number(low: float, high: float | None = None, low_open: bool = False, high_open: bool = True) -> Check:
+    def check(value):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok:
+            ok = (value > low if low_open else value >= low) and \
+                (high is None or (value < high if high_open else value <= high))
+        if not ok:
+            left = "(" if low_open else "["
+            right = ")" if high_open else "]"
+            return f"a number in {left}{low}, {high if high is not None else 'inf'}{right}"
+        return None
+    return check
+
+
+def one_of(*choices) -> Check:
+    def check(value):
+        return None if value in choices else "one of " + ", ".join(repr(c) if c == "" else str(c) for c in choices)
+    return check
+
+
+def boolean(value):
+    return None if isinstance(value, bool) else "true or false"
+
+
+def text(value):
+    return None if isinstance(value, str) else "a string"
+
+
+def nonempty_text(value):
+    return None if isinstance(value, str) and value else "a non-empty string"
+
+
+# The model keys several models share, by name: a model that reuses a name gets its check.
+SHARED: dict[str, Check] = {
+    "hidden": integer(1), "state": integer(1), "num_blocks": integer(0), "num_heads": integer(1),
+    "num_layers": integer(1), "mlp_ratio": integer(1), "max_interval": integer(1),
+    "dropout": number(0.0, 1.0), "attention_dropout": number(0.0, 1.0),
+    "mask_probability": number(0.0, 1.0, low_open=True), "loss": one_of("ce", "bce"),
+    "dtype": one_of("float32", "bfloat16", "float16"), "reg_weight": number(0.0),
+    "relation": one_of("none", "given", "co_interaction", "region", "proximity"), "relation_file": text,
+    "relation_window_s": integer(1), "relation_radius_km": number(0.0, low_open=True),
+    "cell": one_of("lstm", "gru"), "num_neighbours": integer(0), "neighbour_items": integer(1),
+    "social_copy": boolean, "use_geo": boolean, "distance_term": boolean, "cell_resolution": integer(0),
+    "latlon_features": integer(4), "time_features": integer(1), "history": integer(1), "learn_time": boolean,
+    "parts": nonempty_text, "ae_weight": number(0.0), "two_hop": boolean, "two_hop_positions": integer(1),
+    "two_hop_items": integer(1), "item_residual": boolean, "gnn_heads": integer(1),
+}
+
+
+def check_values(config, rules: dict[str, Check]) -> None:
+    """Raises BadKey for the first key of `config` (the model section) whose value `rules` refuses."""
+    for key, check in rules.items():
+        if key in config:
+            allowed = check(config[key])
+            if allowed:
+                raise BadKey(f"model.{key}", config[key], allowed)
+
+
+def heads_divide_hidden(config) -> None:
+    if "hidden" in config and "num_heads" in config and config.hidden % config.num_heads:
+        raise BadKey("model.num_heads", config.num_heads, f"a divisor of model.hidden ({config.hidden})")
+
+
+def config_keys(own: dict[str, Check] | None = None, then: Callable | None = None) -> Callable:
+    """A model's `config_checks`: the shared keys' checks, its `own` key checks (which win), the
+    heads-divide-hidden relation, then `then(config)` for settings only the model knows."""
+    rules = SHARED | (own or {})
+
+    def config_checks(config) -> None:
+        check_values(config, rules)
+        heads_divide_hidden(config)
+        if then is not None:
+            then(config)
+
+    return config_checks
+
+
+common_checks = config_keys()
+
+
 def sequence_init(module, rng, batch, *, context=None):
     """Default init: the module's __call__(items, timestamps) on a training batch."""
     return module.init(rng, batch["items"], batch["timestamps"])
@@ -105,7 +211,7 @@ class ModelSpec:
     `train.groups`; `group_of(path)` names the group of a parameter from its path of keys.
     trainable=False: a model with nothing to learn (the engine still runs its loss once).
     config_checks(model_config): refuses a bad value of the model's own keys before any data loads
-    (`stjax.models.checks`: BadKey for one value, ValueError for a setting `make` cannot build);
+    (`config_keys` below: BadKey for one value, ValueError for a setting `make` cannot build);
     `stjax.validation` runs it at load time and `build_model` before `make`.
     """
 
@@ -125,7 +231,7 @@ class ModelSpec:
     explain: Callable[..., Any] | None = None
     make_context: Callable[..., Any] = no_context
     trainable: bool = True
-    config_checks: Callable[[ml_collections.ConfigDict], None] = checks.common
+    config_checks: Callable[[ml_collections.ConfigDict], None] = common_checks
 
     def __post_init__(self):
         if self.batch_kind not in BATCH_KINDS:

@@ -16,8 +16,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from stjax.models import checks
-from stjax.models.base import ModelSpec
+from stjax.models.base import ModelSpec, config_keys, number
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -82,4 +81,4 @@ def score(module, variables, batch, *, context, scoring):
 
 SPEC = ModelSpec("ease", default_config, make, losses, score, batch_kind="bag", init=init,
                  make_context=make_context, trainable=False,
-                 config_checks=checks.keys({"l2": checks.number(0.0, low_open=True)}))
+                 config_checks=config_keys({"l2": number(0.0, low_open=True)}))

@@ -30,8 +30,7 @@ import numpy as np
 
 from stjax.graphs import interaction_graph, normalized_adjacency
 from stjax.layers import GAT, RNN, lightgcn_propagate
-from stjax.models import checks
-from stjax.models.base import ModelSpec
+from stjax.models.base import ModelSpec, config_keys
 from stjax.models.shared import TiedItemOutput, full_softmax_loss, item_embedding, mask_non_items
 
 PARTS = ("ae", "rnn", "gnn")
@@ -231,4 +230,4 @@ def score(module, variables, batch, *, context, scoring=None):
 
 
 SPEC = ModelSpec("fusion", default_config, make, losses, score, init=init, encode=encode,
-                 prepare_scoring=prepare_scoring, make_context=make_context, config_checks=checks.keys(then=_settings))
+                 prepare_scoring=prepare_scoring, make_context=make_context, config_checks=config_keys(then=_settings))

@@ -25,8 +25,7 @@ import numpy as np
 from stjax.graphs import interaction_graph, normalized_adjacency
 from stjax.graphs.context import RelationReport, relation_edges
 from stjax.layers import lightgcn_propagate, lightgcn_propagate_bipartite
-from stjax.models import checks
-from stjax.models.base import ModelSpec
+from stjax.models.base import ModelSpec, config_keys
 from stjax.models.shared import item_embedding
 
 
@@ -161,4 +160,4 @@ def score(module, variables, batch, *, context, scoring):
 
 SPEC = ModelSpec("lightgcn", default_config, make, losses, score, batch_kind="pairs", init=init,
                  prepare_scoring=prepare_scoring, encode=encode, make_context=make_context,
-                 config_checks=checks.keys(then=_settings))
+                 config_checks=config_keys(then=_settings))

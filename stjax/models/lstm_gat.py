@@ -28,8 +28,7 @@ import numpy as np
 from stjax.graphs.context import gather_rows, recent_before
 from stjax.layers import GAT, RNN, DistanceBucketEmbedding, GeoCellEmbedding, sinusoidal_latlon
 from stjax.layers.encodings import haversine
-from stjax.models import checks
-from stjax.models.base import ModelSpec
+from stjax.models.base import ModelSpec, config_keys
 from stjax.models.shared import TiedItemOutput, full_softmax_loss, item_embedding
 from stjax.models.shared_graph import (
     INTERVAL_BUCKETS,
@@ -291,4 +290,4 @@ def explain(module, variables, batch, *, context, scoring=None) -> dict:
 
 
 SPEC = ModelSpec("lstm_gat", default_config, make, losses, score, init=init, encode=encode, explain=explain,
-                 make_context=make_context, config_checks=checks.keys(then=_settings))
+                 make_context=make_context, config_checks=config_keys(then=_settings))
