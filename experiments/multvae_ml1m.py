@@ -1,22 +1,14 @@
-"""multvae on ml-1m under Mult-VAE's held-out-users protocol (see `stjax.config.mult_vae_protocol`).
+"""Mult-VAE on ml-1m under Mult-VAE's held-out-users protocol (600 + 600 held-out users).
 
     stjax train --config experiments/multvae_ml1m.py --workdir runs/multvae_ml1m
 
-The paper's training: Adam at 1e-3, batches of 500 users, input dropout 0.5, up to 200 epochs;
-validation NDCG@100 every 5 epochs with patience 5 picks the checkpoint. Result: the README's
-held-out-users table.
+Protocol: `stjax.config.mult_vae_protocol`; training: `stjax.config.mult_vae_training` (the
+paper's). Result: the README's held-out-users table.
 """
 
-from stjax.config import base_config, mult_vae_protocol, tiny_held_out, variant
+from stjax.config import base_config, mult_vae_protocol, mult_vae_training, tiny_held_out, variant
 
 
 def get_config(arg=None):
-    config = mult_vae_protocol(base_config("multvae", source="ml-1m"), held_out=600)
-    config.train.batch_size = 500
-    config.train.num_epochs = 200
-    config.train.learning_rate = 1e-3
-    config.train.schedule = "constant"
-    config.train.warmup_steps = 0
-    config.train.eval_every_epochs = 5
-    config.train.patience = 5
+    config = mult_vae_training(mult_vae_protocol(base_config("multvae", source="ml-1m"), held_out=600))
     return variant(config, arg, {"tiny": tiny_held_out})

@@ -237,6 +237,20 @@ def mult_vae_protocol(config: ml_collections.ConfigDict, held_out: int) -> ml_co
     return config
 
 
+def mult_vae_training(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The paper's training of the autoencoders (Mult-VAE, Mult-DAE): Adam at 1e-3 without
+    warm-up or decay, batches of 500 users, up to 200 epochs; validation every 5 epochs with
+    patience 5 picks the checkpoint."""
+    config.train.batch_size = 500
+    config.train.num_epochs = 200
+    config.train.learning_rate = 1e-3
+    config.train.schedule = "constant"
+    config.train.warmup_steps = 0
+    config.train.eval_every_epochs = 5
+    config.train.patience = 5
+    return config
+
+
 def tiny_held_out(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """`tiny` for a held-out-users experiment: 10 + 10 held-out synthetic users, K up to 20."""
     config = tiny(config)
