@@ -2,6 +2,8 @@
 checkpoint, per-example scores add up to the batch loss, parameter groups may differ in optimizer
 type and schedule, a skipped group runs no update, and every batch kind has one record."""
 
+from contextlib import closing
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -64,19 +66,8 @@ def test_the_metric_direction_drives_early_stopping_and_the_best_step(tmp_path, 
     # The checkpoint kept as best is that step (Orbax ranks in the metric's direction).
     from stjax.runs import RunFolder
 
-    with _closing(RunFolder(tmp_path).checkpoints(async_save=False)) as checkpoints:
+    with closing(RunFolder(tmp_path).checkpoints(async_save=False)) as checkpoints:
         assert checkpoints.best_step() == best_eval * per_epoch
-
-
-class _closing:
-    def __init__(self, thing):
-        self.thing = thing
-
-    def __enter__(self):
-        return self.thing
-
-    def __exit__(self, *exc):
-        self.thing.close()
 
 
 def test_eval_metric_is_any_metric_an_evaluator_reports(scripted):

@@ -261,11 +261,6 @@ def histories_from_dict(histories: dict[str, list[tuple[str, int]]], vocab: dict
                      items=np.asarray(items, np.int32), timestamps=relative, unknown_items=unknown)
 
 
-def histories_from_file(path: str, vocab: dict) -> Histories:
-    """A whole CSV / JSONL history file of original ids against a run's vocab, in memory."""
-    return histories_from_dict(read_histories(path), vocab)
-
-
 class HistoryFile:
     """A history file served in chunks of `users_per_chunk` users (`chunks()`, each a `Histories`),
     so that memory does not grow with the number of users of a JSONL file (a CSV file is held as
@@ -289,7 +284,6 @@ class HistoryFile:
             if user not in self.user_index:
                 self.unknown_users += 1
                 self.first_unknown_user = self.first_unknown_user or user
-        self.user_ids = np.zeros(0, np.int32)  # checks read it for unknown users: see unknown_users
 
     def __len__(self) -> int:
         return self.users

@@ -236,8 +236,8 @@ def metric_problem(config) -> str | None:
     names = metric_names(config)
     if config.metric in names:
         return None
-    evaluator, _, _ = str(config.metric).rpartition("/")
-    spec = EVALUATORS.get(evaluator or config.evaluators[0]) or EVALUATORS[config.evaluators[0]]
+    prefix = str(config.metric).rpartition("/")[0]
+    spec = EVALUATORS[prefix if prefix in config.evaluators else config.evaluators[0]]
     if spec.metric_help is not None:
         return spec.metric_help(config)
     return "one of " + ", ".join(sorted(names))

@@ -65,9 +65,6 @@ class RunFolder:
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
-    def __truediv__(self, name: str) -> Path:
-        return self.path / name
-
     def __str__(self) -> str:
         return str(self.path)
 
@@ -144,23 +141,6 @@ class RunFolder:
                          user_ids=np.arange(1, num_users + 1, dtype=np.int32),
                          offsets=np.asarray(offsets[1:num_users + 2], np.int64),
                          items=np.asarray(items, np.int32), timestamps=np.asarray(timestamps, np.int32))
-
-    def results(self) -> dict:
-        return read_json(self.path / "results.json", "the run's results")
-
-    def metrics(self) -> list[dict]:
-        """metrics.jsonl's records (a torn last line is skipped)."""
-        if not self.metrics_path.exists():
-            return []
-        found = []
-        for line in self.metrics_path.read_text(errors="replace").splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(entry, dict):
-                found.append(entry)
-        return found
 
     # -------------------------------------------------------------------------------- checkpoints
 

@@ -26,7 +26,6 @@ from stjax.data.histories import (  # noqa: F401  (re-exported: the histories re
     Histories,
     HistoryFile,
     histories_from_dict,
-    histories_from_file,
     parse_seconds,
     read_histories,
 )
