@@ -212,7 +212,8 @@ def _run_folder(workdir: str):
               help="Rank every item, the user's history included (eval.exclude_history=false: next-POI protocols).")
 @_user_errors
 def evaluate_command(workdir, all_items):
-    """Recompute validation and test metrics from the best checkpoint (rebuilds the data split)."""
+    """Recompute validation and test metrics from the best checkpoint (rebuilds the data split); also
+    writes each test row's ranks and metrics (test_rows.npz) for `stjax report`."""
     from stjax.runs import RunError
     from stjax.train.build import build_run, make_evaluators
 
@@ -230,6 +231,7 @@ def evaluate_command(workdir, all_items):
         raise UserError(str(err)) from None
     evaluators = make_evaluators(run)
     results = {part: evaluators.evaluate(state.params, part, run.context) for part in ("valid", "test")}
+    folder.write_rows(evaluators.per_row(state.params, "test", run.context))
     console.print(_metrics_table(results, f"{run.config.model.name}: checkpoint step {step}"))
     click.echo(json.dumps({"valid": results["valid"], "test": results["test"], "protocols": evaluators.protocols}))
 
@@ -347,6 +349,40 @@ def export_command(workdir, what, out, batch_size):
         raise UserError(str(err)) from None
     err_console.print(f"{summary['users']:,} user vectors of {summary['dimensions']} dimensions written to {out}",
                       highlight=False)
+
+
+@main.command("report")
+@click.argument("dirs", nargs=-1, type=click.Path())
+@click.option("--workdir", default=None, help="Run folder of stjax train.")
+@click.option("--compare", is_flag=True, help="Put the run folders DIRS side by side (curves and metrics).")
+@click.option("--out", default=None, help="HTML file (default: WORKDIR/report.html; with --compare: compare.html).")
+@click.option("--user", "users", multiple=True, help="An original user id whose attention to show (repeatable; "
+                                                      "default: the two best-ranked test users).")
+@_user_errors
+def report_command(dirs, workdir, compare, out, users):
+    """One self-contained HTML page about a run: config and data, curves, metrics, accuracy by history
+    length, region, time since the previous event and revisits, a map, attention and the analyses.
+    `stjax report --compare DIR1 DIR2 ...` puts runs side by side."""
+    from stjax.report import compare_report, run_report
+
+    if compare:
+        if workdir is not None:
+            dirs = (workdir, *dirs)
+        if len(dirs) < 2:
+            raise UserError("report --compare: give two or more run folders, e.g. stjax report --compare runs/a runs/b")
+        folders = [_run_folder(path) for path in dirs]
+        path, sections = compare_report([folder.path for folder in folders], out or "compare.html")
+    else:
+        if dirs:
+            raise UserError(f"report: unexpected {' '.join(dirs)}; give one run with --workdir DIR, or several with "
+                            f"--compare DIR1 DIR2 ...")
+        if workdir is None:
+            raise UserError("report: give --workdir DIR (a run folder of stjax train)")
+        path, sections = run_report(_run_folder(workdir).path, out, list(users) or None)
+    figures = sum(len(section.figures) for section in sections)
+    missing = [reason for section in sections for reason in section.missing]
+    err_console.print(f"report written to {path}: {len(sections)} sections, {figures} figures"
+                      + (f"; not shown: {len(missing)} (listed in the page)" if missing else ""), highlight=False)
 
 
 if __name__ == "__main__":

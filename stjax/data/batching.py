@@ -74,6 +74,8 @@ class SequenceData:
     """Fixed-length training windows and evaluation examples built from a split.
 
     train: dict of arrays with leading axis [examples]; valid / test: EvalBatch-shaped dicts.
+    about: {"valid": ..., "test": ...}, what each evaluation row is about, kept on the host for
+    breakdowns of accuracy (never part of a batch): see `ABOUT`.
     """
 
     train: dict
@@ -83,6 +85,18 @@ class SequenceData:
     num_items: int
     num_users: int
     time_origin: int
+    about: dict = dataclasses.field(default_factory=dict)
+
+
+# What an evaluation row is about (`SequenceData.about[part]`), one value per row:
+ABOUT = {
+    "history_length": "the user's events before the targets (all of them, not only the model's window)",
+    "gap_seconds": "seconds from the user's last history event to the first target (fold-in rows: input and targets interleave in time, so it may be negative)",
+    "revisit": "the share of the row's targets that are in the user's history (revisits of an item or place)",
+    "region": "code of the first target event's region (`regions`: the names; 0 = unknown)",
+    "latitude": "latitude of the first target event (MovieLens: the user's home; NaN when unknown)",
+    "longitude": "longitude of the first target event (NaN when unknown)",
+}
 
 
 def relative_times(log) -> tuple[np.ndarray, int]:
@@ -143,13 +157,14 @@ def build_sequences(split: Split, max_length: int, window: str = "last", max_tar
         else:
             # History: every earlier event of the user, whatever its part (RecBole's protocol).
             data[name] = eval_examples(log, split.part == part, times, max_length, max_targets, bags)
+    about = {name: data[name].pop("about") | {"regions": log.region_vocab.tokens.astype(str)} for name in data}
     # One width per field for both parts: the evaluation step then compiles once.
     for key in ("exclude", "targets", "bag"):
         if key in data["valid"]:
             width = max(data["valid"][key].shape[1], data["test"][key].shape[1])
             for examples in data.values():
                 examples[key] = np.pad(examples[key], ((0, 0), (0, width - examples[key].shape[1])))
-    return SequenceData(train, data["valid"], data["test"], max_length, log.num_items, log.num_users, origin)
+    return SequenceData(train, data["valid"], data["test"], max_length, log.num_items, log.num_users, origin, about)
 
 
 def _group_bounds(group: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -225,7 +240,23 @@ def _examples_from_events(log, times: np.ndarray, history: np.ndarray, target: n
     }
     if bags:
         out["bag"] = _distinct_rows(history_items)
+    first_target = t_rows[t_start]
+    last_history = h_rows[h_end - 1]
+    in_history = is_target_of(targets, history_items, row_key)
+    out["about"] = {
+        "history_length": (h_end - h_start).astype(np.int32),
+        "gap_seconds": (times[first_target].astype(np.int64) - times[last_history]).astype(np.int64),
+        "revisit": (in_history.sum(axis=1) / np.maximum((targets > 0).sum(axis=1), 1)).astype(np.float32),
+        "region": np.asarray(log.region[first_target], np.int32),
+        "latitude": np.asarray(log.latitude[first_target], np.float32),
+        "longitude": np.asarray(log.longitude[first_target], np.float32),
+    }
     return out
+
+
+def is_target_of(targets: np.ndarray, history_items: np.ndarray, row_key: np.ndarray) -> np.ndarray:
+    """bool[R, M]: target j of row r is one of the row's history items (padding 0 never is)."""
+    return np.isin(row_key + targets, (row_key + history_items)[history_items > 0]) & (targets > 0)
 
 
 def _distinct_rows(rows: np.ndarray) -> np.ndarray:

@@ -39,12 +39,15 @@ def eval_batch_size(config, width: int, targets: int = 1, multiple: int = 1) -> 
     return max(multiple, size // multiple * multiple)
 
 
-def make_eval_step(spec, module, ks, num_items: int, mode: str = "full", exclude_history: bool = True):
+def make_eval_step(spec, module, ks, num_items: int, mode: str = "full", exclude_history: bool = True,
+                   per_row: bool = False):
     """jit-compiled (params, batch, context, scoring) -> dict of summed metrics; one compile per run.
     exclude_history: mask the user's history items other than the targets (RecBole's protocol);
-    False ranks every item (next-POI protocols, where revisits are targets like any other)."""
+    False ranks every item (next-POI protocols, where revisits are targets like any other).
+    per_row: the step returns each row's target ranks int32[B, M] and their validity instead
+    (sampled mode: one rank among the negatives), for breakdowns of accuracy."""
 
-    def eval_step(params, batch, context, scoring):
+    def ranks_of(params, batch, context, scoring):
         scores = spec.score(module, {"params": params}, batch, context=context, scoring=scoring).astype(jnp.float32)
         scores = mask_non_items(scores, num_items)  # padding and the table's padded rows: never items
         targets = batch["targets"]
@@ -57,11 +60,15 @@ def make_eval_step(spec, module, ks, num_items: int, mode: str = "full", exclude
             # Ties: the target ranks behind negatives with the same score (pessimistic).
             ranks = jnp.sum(candidate_scores[:, 1:] >= candidate_scores[:, :1], axis=1)[:, None]
             targets = targets[:, :1]
-        per_row = rank_metrics(ranks, targets > 0, ks)
-        weights = batch["weights"]
-        return {name: jnp.sum(values * weights) for name, values in per_row.items()} | {"count": jnp.sum(weights)}
+        return ranks, targets > 0
 
-    return jax.jit(eval_step)
+    def eval_step(params, batch, context, scoring):
+        ranks, valid = ranks_of(params, batch, context, scoring)
+        rows = rank_metrics(ranks, valid, ks)
+        weights = batch["weights"]
+        return {name: jnp.sum(values * weights) for name, values in rows.items()} | {"count": jnp.sum(weights)}
+
+    return jax.jit(ranks_of if per_row else eval_step)
 
 
 def sample_negatives(examples: dict, num_items: int, count: int, strategy: str, popularity: np.ndarray | None,
@@ -126,8 +133,10 @@ class Evaluator:
         self.shardings = shardings
         multiple = shardings.mesh.shape["data"] if shardings is not None else 1
         self.batch_size = eval_batch_size(config, width or self.num_items + 1, self.max_targets, multiple)
+        self.about = {part: dict(getattr(sequences, "about", {}).get(part, {})) for part in ("valid", "test")}
         self.step = make_eval_step(spec, module, self.ks, self.num_items, self.mode,
                                    bool(config.get("exclude_history", True)))
+        self._rank_step = None
 
     @property
     def description(self) -> str:
@@ -153,6 +162,32 @@ class Evaluator:
         metrics = {name: float(value) / max(count, 1.0) for name, value in totals.items()}
         metrics["num_users"] = int(count)
         return metrics
+
+    def per_row(self, params, part: str, context=None, scoring=None) -> dict[str, np.ndarray]:
+        """Each row of `part`: users int32[R], targets, ranks int32[R, M] (0-based; the rank among
+        the negatives in sampled mode), valid bool[R, M], every metric float32[R] (their means are
+        `evaluate`'s numbers) and what the row is about (`SequenceData.about`)."""
+        context = {} if context is None else context
+        if self._rank_step is None:  # compiled on first use: breakdowns are asked for once per run
+            self._rank_step = make_eval_step(self.spec, self.module, self.ks, self.num_items, self.mode,
+                                             bool(self.config.get("exclude_history", True)), per_row=True)
+        count = len(self.examples[part]["targets"])
+        ranks, valid = [], []
+        for batch in eval_batches(self.examples[part], self.batch_size):
+            batch = put_global(batch, self.shardings.batch) if self.shardings is not None else \
+                {k: jnp.asarray(v) for k, v in batch.items()}
+            r, v = self._rank_step(params, batch, context, scoring)
+            ranks.append(np.asarray(jax.device_get(r)))
+            valid.append(np.asarray(jax.device_get(v)))
+        width = 1 if self.mode == "sampled" else self.examples[part]["targets"].shape[1]
+        ranks_all = np.concatenate(ranks)[:count] if ranks else np.zeros((0, width), np.int32)
+        valid_all = np.concatenate(valid)[:count] if valid else np.zeros((0, width), bool)
+        metrics = {name: np.asarray(values, np.float32) for name, values in
+                   jax.device_get(rank_metrics(jnp.asarray(ranks_all), jnp.asarray(valid_all), self.ks)).items()}
+        targets = self.examples[part]["targets"][:, :width]
+        return {"users": np.asarray(self.examples[part]["users"], np.int32), "targets": targets,
+                "ranks": ranks_all.astype(np.int32), "valid": valid_all, **metrics,
+                **{f"about/{name}": value for name, value in self.about[part].items()}}
 
 
 # ----------------------------------------------------------------------------- the registry
@@ -293,3 +328,14 @@ class Evaluators:
             prefix = "" if index == 0 else f"{evaluator.name}/"
             metrics |= {prefix + name: value for name, value in evaluator.evaluate(params, part, context, scoring).items()}
         return metrics
+
+    def per_row(self, params, part: str, context=None) -> dict[str, np.ndarray]:
+        """The first evaluator's rows of `part` with their ranks, metrics and what they are about
+        (`Evaluator.per_row`), plus its `protocol` and `evaluator` name, for `RunFolder.write_rows`;
+        None when that evaluator gives no rows."""
+        context = {} if context is None else context
+        evaluator = self.evaluators[0]
+        if not hasattr(evaluator, "per_row"):
+            return None
+        rows = evaluator.per_row(params, part, context, self._prepare(params, context))
+        return rows | {"evaluator": np.asarray(evaluator.name), "protocol": np.asarray(evaluator.description)}

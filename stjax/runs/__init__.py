@@ -8,6 +8,9 @@ analyses) use without the original data:
   context.npz      the model's run-wide arrays    metrics.jsonl a line per log step and per evaluation
   tb/              TensorBoard events             results.json  final metrics, protocols, timings
   checkpoints/     Orbax steps (`Checkpoints`)    .lock         one trainer per folder
+  test_rows.npz    each test row's ranks, metrics and what it is about (history length, gap,
+                   revisit, region, coordinates), from the best checkpoint: the report's breakdowns
+  analysis/        outputs of the analyses (`stjax analyze`, `stjax anomalies`), one JSON file each
 
 Only process 0 of a multi-process run writes the run files and holds the lock (`is_writer`).
 """
@@ -103,6 +106,12 @@ class RunFolder:
         if is_writer():
             (self.path / "results.json").write_text(json.dumps(results, indent=2))
 
+    def write_rows(self, rows: dict | None, part: str = "test") -> None:
+        """`<part>_rows.npz` from `Evaluators.per_row` (plain arrays, no pickles); None writes nothing."""
+        if rows is not None and is_writer():
+            with open(self.path / f"{part}_rows.npz", "wb") as handle:
+                np.savez(handle, **{name: np.asarray(value) for name, value in rows.items()})
+
     # -------------------------------------------------------------------------------- reading
 
     def config(self):
@@ -122,6 +131,19 @@ class RunFolder:
     def vocab(self) -> dict:
         """vocab.json: {items, users (index = internal id, 0 = padding), time_origin}."""
         return read_json(self.path / "vocab.json", "the run's vocabulary")
+
+    def rows(self, part: str = "test") -> dict | None:
+        """`<part>_rows.npz` as a dict of arrays, or None when the run has none (older runs:
+        `stjax evaluate` writes it)."""
+        path = self.path / f"{part}_rows.npz"
+        if not path.exists():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                return {name: saved[name] for name in saved.files}
+        except (OSError, ValueError) as err:
+            raise RunError(f"{path}: unreadable ({err}); run stjax evaluate --workdir {self.path} to write it "
+                           f"again") from None
 
     def context(self) -> dict | None:
         """The run-wide arrays the run trained with (context.npz), or None when it has none."""

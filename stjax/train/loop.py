@@ -224,6 +224,7 @@ def _train_and_evaluate(config, folder: RunFolder, log, progress: bool) -> dict:
         "test": evaluators.evaluate(best_state.params, "test", run.context),
         "protocols": evaluators.protocols,
     }
+    folder.write_rows(evaluators.per_row(best_state.params, "test", run.context))
     clock["eval"] += time.perf_counter() - tick
     results["best_step"] = best_record["best"]["step"]
     results["steps"] = step

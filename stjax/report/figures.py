@@ -1,0 +1,116 @@
+"""The report's figures: matplotlib (Agg) drawn to PNG and embedded as data URIs, so the page
+needs no script, no network and no viewer beyond a browser.
+
+Every figure has a title, labelled axes with units and a caption (`Figure`). Text from the data
+(item titles, region names) is drawn literally: mathtext is off, a `$` is a dollar sign.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend first)
+import numpy as np  # noqa: E402
+
+STYLE = {"text.parse_math": False, "figure.dpi": 100, "font.size": 9, "axes.titlesize": 10,
+         "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3}
+HIT, MISS = "#1b9e77", "#b0b0b0"
+
+
+@dataclasses.dataclass(frozen=True)
+class Figure:
+    """One embedded image: `src` is a data:image/png URI."""
+
+    title: str
+    caption: str
+    src: str
+    alt: str
+
+
+def _figure(title: str, caption: str, draw, size=(6.4, 3.4)) -> Figure:
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=size, layout="constrained")
+        try:
+            draw(ax)
+            ax.set_title(title)
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format="png")
+        finally:
+            plt.close(fig)
+    src = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return Figure(title, caption, src, alt=f"{title}: {caption}")
+
+
+def curves(title: str, caption: str, series: list[tuple[str, np.ndarray, np.ndarray]], xlabel: str, ylabel: str,
+           marker_x: float | None = None, marker_label: str = "") -> Figure:
+    """Lines y(x), one per (label, x, y); an optional vertical marker (the best step)."""
+
+    def draw(ax):
+        for label, x, y in series:
+            ax.plot(x, y, marker="o" if len(x) <= 30 else None, markersize=3, linewidth=1.4, label=label)
+        if marker_x is not None:
+            ax.axvline(marker_x, color="#d95f02", linestyle="--", linewidth=1, label=marker_label)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if len(series) > 1 or marker_x is not None:
+            ax.legend(fontsize=8)
+
+    return _figure(title, caption, draw)
+
+
+def bars(title: str, caption: str, labels: list[str], means: np.ndarray, errors: np.ndarray, counts: np.ndarray,
+         xlabel: str, ylabel: str, horizontal: bool = False) -> Figure:
+    """Mean per group with a 95% interval; each group's label names its number of rows (n)."""
+    positions = np.arange(len(labels))
+    named = [f"{label} (n={count:,})" if horizontal else f"{label}\nn={count:,}" for label, count in zip(labels, counts)]
+
+    def draw(ax):
+        if horizontal:
+            ax.barh(positions, means, xerr=errors, color="#7570b3", capsize=2)
+            ax.set_yticks(positions, named)
+            ax.invert_yaxis()
+            ax.set_xlabel(ylabel)
+            ax.set_ylabel(xlabel)
+        else:
+            ax.bar(positions, means, yerr=errors, color="#7570b3", capsize=2)
+            ax.set_xticks(positions, named)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabel)
+
+    height = max(3.0, 0.3 * len(labels) + 1.0) if horizontal else 3.6
+    return _figure(title, caption, draw, size=(6.4, height))
+
+
+def scatter_map(title: str, caption: str, longitude: np.ndarray, latitude: np.ndarray, hit: np.ndarray,
+                hit_label: str, miss_label: str) -> Figure:
+    """Points at their coordinates (equirectangular degrees), hits in colour over misses in grey."""
+
+    def draw(ax):
+        ax.scatter(longitude[~hit], latitude[~hit], s=6, color=MISS, alpha=0.6, label=miss_label, linewidths=0)
+        ax.scatter(longitude[hit], latitude[hit], s=8, color=HIT, alpha=0.8, label=hit_label, linewidths=0)
+        ax.set_xlabel("longitude (degrees east)")
+        ax.set_ylabel("latitude (degrees north)")
+        middle = float(np.nanmean(latitude)) if len(latitude) else 0.0
+        ax.set_aspect(1.0 / max(np.cos(np.radians(middle)), 0.1))  # degrees of longitude shrink with latitude
+        ax.legend(fontsize=8, markerscale=2)
+
+    return _figure(title, caption, draw, size=(6.4, 4.6))
+
+
+def weights(title: str, caption: str, labels: list[str], values: np.ndarray, xlabel: str) -> Figure:
+    """Horizontal bars of attention weights, largest on top."""
+
+    def draw(ax):
+        positions = np.arange(len(labels))
+        ax.barh(positions, values, color="#e7298a")
+        ax.set_yticks(positions, [label if len(label) <= 40 else label[:39] + "…" for label in labels])
+        ax.invert_yaxis()
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("entry")
+
+    return _figure(title, caption, draw, size=(6.4, max(2.4, 0.28 * len(labels) + 1.2)))
