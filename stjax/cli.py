@@ -358,8 +358,11 @@ def export_command(workdir, what, out, batch_size):
 @click.option("--out", default=None, help="HTML file (default: WORKDIR/report.html; with --compare: compare.html).")
 @click.option("--user", "users", multiple=True, help="An original user id whose attention to show (repeatable; "
                                                       "default: the two best-ranked test users).")
+@click.option("--analyses", "analysis_dirs", multiple=True, type=click.Path(),
+              help="A folder of analysis outputs (stjax analyze --out DIR) to show too (repeatable); the run's "
+                   "own WORKDIR/analysis is always read.")
 @_user_errors
-def report_command(dirs, workdir, compare, out, users):
+def report_command(dirs, workdir, compare, out, users, analysis_dirs):
     """One self-contained HTML page about a run: config and data, curves, metrics, accuracy by history
     length, region, time since the previous event and revisits, a map, attention and the analyses.
     `stjax report --compare DIR1 DIR2 ...` puts runs side by side."""
@@ -378,11 +381,94 @@ def report_command(dirs, workdir, compare, out, users):
                             f"--compare DIR1 DIR2 ...")
         if workdir is None:
             raise UserError("report: give --workdir DIR (a run folder of stjax train)")
-        path, sections = run_report(_run_folder(workdir).path, out, list(users) or None)
+        path, sections = run_report(_run_folder(workdir).path, out, list(users) or None,
+                                    analysis_dirs=list(analysis_dirs))
     figures = sum(len(section.figures) for section in sections)
     missing = [reason for section in sections for reason in section.missing]
     err_console.print(f"report written to {path}: {len(sections)} sections, {figures} figures"
                       + (f"; not shown: {len(missing)} (listed in the page)" if missing else ""), highlight=False)
+
+
+@main.group()
+def analyze():
+    """Analyses of how behaviour evolves: drift of interests by time and region."""
+
+
+def _analysis_log(data: str, region_resolution: int, data_dir: str):
+    from stjax.data.pipeline import load_source
+
+    interactions, _, truth = load_source({"source": data, "data_dir": data_dir},
+                                         log=lambda m: err_console.print(m, highlight=False),
+                                         region_resolution=region_resolution)
+    return interactions, truth
+
+
+def _write_analysis(out: Path, name: str, output: dict) -> list[Path]:
+    """out/NAME.json and its figures as out/NAME-N.png (drawn by the report's section of NAME)."""
+    from stjax.report import ANALYSES, Section
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(output, indent=1))
+    section = Section(name, name)
+    ANALYSES[f"{name}.json"].render(output, section)
+    written = [out / f"{name}.json"]
+    for number, figure in enumerate(section.figures, 1):
+        (out / f"{name}-{number}.png").write_bytes(figure.png)
+        written.append(out / f"{name}-{number}.png")
+    return written
+
+
+@analyze.command("drift")
+@click.option("--data", "data", required=True, help="synthetic, ml-100k, ml-1m, foursquare-nyc or a file (as data.source).")
+@click.option("--interest", default="auto", show_default=True,
+              type=click.Choice(["auto", "genre", "category", "region"]),
+              help="What a distribution is over: MovieLens genres, item categories (Foursquare venues, synthetic) or "
+                   "regions; auto: genres, else categories, else regions.")
+@click.option("--window", default="month", show_default=True, help="day, week, month, quarter or Nd (N days).")
+@click.option("--region-resolution", default=6, show_default=True, type=click.IntRange(0, 15),
+              help="H3 resolution of check-in regions (6: cells of ~36 km2).")
+@click.option("--min-events", default=100, show_default=True, type=click.IntRange(1),
+              help="Cells (region, window) with fewer events are left out.")
+@click.option("--max-regions", default=20, show_default=True, type=click.IntRange(1))
+@click.option("--bootstrap", default=200, show_default=True, type=int, help="Resamples for the intervals and tests.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--data-dir", default="data", show_default=True, help="Where named data sets are fetched.")
+@click.option("--out", default="analysis", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for drift.json and its figures (a run's WORKDIR/analysis: its report shows them).")
+@_user_errors
+def analyze_drift(data, interest, window, region_resolution, min_events, max_regions, bootstrap, seed, data_dir, out):
+    """Interest drift between consecutive time windows, globally and per region (Jensen-Shannon
+    divergence, bootstrap intervals), and where and when regions diverge from everyone."""
+    from rich.table import Table
+
+    from stjax.analysis.drift import DriftError, drift
+
+    interactions, _ = _analysis_log(data, region_resolution, data_dir)
+    try:
+        output = drift(interactions, interest, window, min_events, bootstrap, seed, max_regions)
+    except DriftError as err:
+        raise UserError(str(err)) from None
+    output["source"] = data
+    written = _write_analysis(Path(out), "drift", output)
+    table = Table(title=f"{data}: {output['interest']} drift per {window} (JSD, bits; 95% interval)")
+    for column in ("window start", "events", "global drift", "regions diverging"):
+        table.add_column(column, justify="right" if column != "window start" else "left")
+    import numpy as np
+
+    diverging = {}
+    for entry in output["diverging"]:
+        diverging.setdefault(entry["window"], []).append(entry["region"])
+    overall = output["global"]
+    for w, start in enumerate(output["window_starts"]):
+        value = overall["drift"][w - 1] if w else None
+        low, high = (overall["drift_low"][w - 1], overall["drift_high"][w - 1]) if w else (None, None)
+        cell = "" if value is None else f"{value:.4f} ({low:.4f}-{high:.4f})"
+        names = diverging.get(w, [])
+        table.add_row(str(np.datetime64(start, "s").astype("datetime64[D]")), f"{overall['events'][w]:,}", cell,
+                      ", ".join(names[:4]) + (f" +{len(names) - 4}" if len(names) > 4 else ""))
+    console.print(table)
+    console.print(f"{len(output['diverging'])} (region, window) cells diverge from everyone (q <= 0.05); "
+                  f"written: {', '.join(str(path) for path in written)}", highlight=False)
 
 
 if __name__ == "__main__":

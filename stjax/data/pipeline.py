@@ -83,8 +83,11 @@ def resolve(config) -> ml_collections.ConfigDict:
     return resolved
 
 
-def load_source(config, log=print) -> tuple[InteractionLog, RepairReport, object]:
+def load_source(config, log=print, region_resolution: int | None = None) -> tuple[InteractionLog, RepairReport, object]:
+    """The log of `config.source` (and the synthetic truth, else None). region_resolution: the H3
+    resolution of check-in regions (the loaders' default when None)."""
     config = resolve(config)
+    options = {} if region_resolution is None else {"region_resolution": region_resolution}
     source = config.source
     if source == "synthetic":
         from stjax.data.synthetic import SyntheticConfig, generate
@@ -106,9 +109,9 @@ def load_source(config, log=print) -> tuple[InteractionLog, RepairReport, object
         path = Path(config.data_dir) / source
         if not path.exists():
             fetch(source, path.parent, log=log)
-        loaded = load(path)
+        loaded = load(path, **options)
     else:
-        loaded = load(source, config.format or None, columns=parse_columns(config.columns))
+        loaded = load(source, config.format or None, columns=parse_columns(config.columns), **options)
     return loaded.log, loaded.report, None
 
 

@@ -48,6 +48,9 @@ class SyntheticTruth:
     """What was planted.
 
     drift: float64[regions, windows, categories], category probabilities per region and window
+    interest: float64[regions, windows, categories], the category distribution each region's events
+        were drawn from in each window: the regional drift mixed with the tastes of the region's
+        users active then (before item successions, influence copies and bots change items)
     window_edges: int64[windows + 1], seconds
     user_region: int32[users + 1] (index 0 padding = -1); item_category, item_region: int32[items + 1]
     influence_senders, influence_receivers: int32[edges], dense user ids; the receiver copies the sender
@@ -57,6 +60,7 @@ class SyntheticTruth:
     """
 
     drift: np.ndarray
+    interest: np.ndarray
     window_edges: np.ndarray
     user_region: np.ndarray
     item_category: np.ndarray
@@ -143,6 +147,9 @@ def generate(seed: int = 0, config: SyntheticConfig | None = None) -> tuple[Inte
     window = np.clip(np.searchsorted(window_edges, t, side="right") - 1, 0, W - 1)
     mixed = 0.5 * drift[user_region[user], window] + 0.5 * taste[user]
     category = _sample_rows(rng, mixed)
+    interest = np.zeros((R, W, C))
+    np.add.at(interest, (user_region[user], window), mixed)
+    interest /= np.maximum(interest.sum(axis=2, keepdims=True), 1e-12)
     # Items: mostly from the user's region, Zipf-like popularity inside each (category, region).
     popularity = rng.zipf(1.6, c.num_items).astype(float)
     local = rng.random(n) < 0.75
@@ -239,6 +246,7 @@ def generate(seed: int = 0, config: SyntheticConfig | None = None) -> tuple[Inte
     }
     truth = SyntheticTruth(
         drift=drift,
+        interest=interest,
         window_edges=window_edges.astype(np.int64),
         user_region=padded(user_region, -1).astype(np.int32),
         item_category=padded(item_category, -1).astype(np.int32),

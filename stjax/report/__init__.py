@@ -15,7 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from stjax.report import figures
+from stjax.report import (
+    analysis_sections,  # noqa: F401  (registers the analyses' sections)
+    figures,
+)
 from stjax.report.sections import (
     ANALYSES,
     SECTIONS,
@@ -60,13 +63,14 @@ def write_page(out: str | Path, title: str, subtitle: str, sections: list[Sectio
 
 
 def run_report(workdir: str | Path, out: str | Path | None = None, users: list[str] | None = None,
-               top: int = 8) -> tuple[Path, list[Section]]:
+               top: int = 8, analysis_dirs: list[str | Path] = ()) -> tuple[Path, list[Section]]:
     """The report of one run folder -> (the HTML file, its sections). users: original ids whose
-    attention is shown (default: the two best-ranked test users)."""
+    attention is shown (default: the two best-ranked test users); analysis_dirs: folders of
+    analysis outputs shown besides the run's own `analysis/`."""
     run = Run(RunFolder(workdir))
     sections = [build(run) for build in SECTIONS]
     sections.append(attention(run, users, top))
-    sections.extend(analyses(run))
+    sections.extend(analyses(run, [Path(path) for path in analysis_dirs]))
     out = Path(out) if out is not None else run.folder.path / "report.html"
     protocol = "; ".join((run.results or {}).get("protocols", {}).values())
     subtitle = f"model {run.model}, data {run.config.data.get('source', '')}" + (f" ({protocol})" if protocol else "")

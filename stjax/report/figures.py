@@ -24,12 +24,13 @@ HIT, MISS = "#1b9e77", "#b0b0b0"
 
 @dataclasses.dataclass(frozen=True)
 class Figure:
-    """One embedded image: `src` is a data:image/png URI."""
+    """One embedded image: `src` is a data:image/png URI of the `png` bytes."""
 
     title: str
     caption: str
     src: str
     alt: str
+    png: bytes = dataclasses.field(default=b"", repr=False)
 
 
 def _figure(title: str, caption: str, draw, size=(6.4, 3.4)) -> Figure:
@@ -42,8 +43,9 @@ def _figure(title: str, caption: str, draw, size=(6.4, 3.4)) -> Figure:
             fig.savefig(buffer, format="png")
         finally:
             plt.close(fig)
-    src = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-    return Figure(title, caption, src, alt=f"{title}: {caption}")
+    png = buffer.getvalue()
+    src = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    return Figure(title, caption, src, alt=f"{title}: {caption}", png=png)
 
 
 def curves(title: str, caption: str, series: list[tuple[str, np.ndarray, np.ndarray]], xlabel: str, ylabel: str,
@@ -114,3 +116,41 @@ def weights(title: str, caption: str, labels: list[str], values: np.ndarray, xla
         ax.set_ylabel("entry")
 
     return _figure(title, caption, draw, size=(6.4, max(2.4, 0.28 * len(labels) + 1.2)))
+
+
+def bands(title: str, caption: str, series: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+          xlabel: str, ylabel: str, dates: bool = True) -> Figure:
+    """Lines with shaded intervals, one per (label, x, y, low, high); x in UTC seconds when `dates`."""
+
+    def draw(ax):
+        for label, x, y, low, high in series:
+            xs = x.astype("datetime64[s]") if dates else x
+            (line,) = ax.plot(xs, y, linewidth=1.4, marker="o", markersize=2.5, label=label)
+            ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.18, linewidth=0)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if len(series) > 1:
+            ax.legend(fontsize=7, ncol=2)
+        if dates:
+            ax.figure.autofmt_xdate()
+
+    return _figure(title, caption, draw, size=(6.4, 3.6))
+
+
+def heatmap(title: str, caption: str, values: np.ndarray, rows: list[str], columns: list[str], marked: np.ndarray,
+            xlabel: str, ylabel: str, colorbar: str) -> Figure:
+    """values [rows, columns] as colours (NaN blank); `marked` cells get a dot."""
+
+    def draw(ax):
+        image = ax.imshow(np.ma.masked_invalid(values), aspect="auto", cmap="viridis", interpolation="nearest")
+        ax.grid(False)
+        ax.set_yticks(np.arange(len(rows)), rows)
+        step = max(1, len(columns) // 12)
+        ax.set_xticks(np.arange(0, len(columns), step), columns[::step], rotation=45, ha="right")
+        r, c = np.nonzero(marked)
+        ax.scatter(c, r, s=9, color="white", edgecolors="black", linewidths=0.4)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.figure.colorbar(image, ax=ax, label=colorbar)
+
+    return _figure(title, caption, draw, size=(6.8, max(3.0, 0.28 * len(rows) + 1.6)))

@@ -150,11 +150,14 @@ def training(run: Run) -> Section:
     train = [line for line in run.lines if "loss" in line and "eval" not in line]
     valid = [line for line in run.lines if line.get("eval") == "valid"]
     if not train and not valid:
-        trainable = run.results is not None and run.results.get("steps", 1) == 0
-        section.missing.append("no training curves: the model has no trained parameters (a closed form)"
-                               if trainable else "no training curves: metrics.jsonl holds no records yet")
+        section.missing.append("no training curves: metrics.jsonl holds no records yet")
         return section
     best = (run.results or {}).get("best_step")
+    from stjax import models
+
+    if run.model in models.REGISTRY and not models.get(run.model).trainable:
+        section.notes.append(f"'{run.model}' is a closed form with nothing to train: its parameters come from the "
+                             "training data at once; the curves hold its single evaluation")
     if train:
         steps = np.array([line["step"] for line in train])
         section.figures.append(figures.curves(
@@ -410,13 +413,20 @@ def register_analysis(analysis: Analysis) -> Analysis:
     return analysis
 
 
-def analyses(run: Run) -> list[Section]:
-    folder = run.folder.path / "analysis"
+def analyses(run: Run, extra: list = ()) -> list[Section]:
+    """A section per analysis output in the run's `analysis/` folder and in `extra` folders."""
+    from pathlib import Path
+
+    folders = [run.folder.path / "analysis", *[Path(path) for path in extra]]
+    for folder in folders[1:]:
+        if not folder.is_dir():
+            raise RunError(f"--analyses {folder}: not a folder of analysis outputs")
+    present = [path for folder in folders if folder.is_dir() for path in sorted(folder.glob("*.json"))]
     sections = []
-    present = sorted(folder.glob("*.json")) if folder.is_dir() else []
-    for path in present:
+    for number, path in enumerate(present):
         analysis = ANALYSES.get(path.name)
-        section = Section(f"analysis-{path.stem}", analysis.title if analysis else f"Analysis: {path.stem}")
+        title = analysis.title if analysis else f"Analysis: {path.stem}"
+        section = Section(f"analysis-{number}-{path.stem}", title, notes=[f"from {path}"])
         try:
             output = read_json(path, "an analysis output")
         except RunError as err:
@@ -426,13 +436,17 @@ def analyses(run: Run) -> list[Section]:
         if analysis is None:
             section.missing.append(f"{path.name}: no section of the report reads this file")
         else:
-            analysis.render(output, section)
+            try:
+                analysis.render(output, section)
+            except (KeyError, TypeError, ValueError, IndexError) as err:
+                section.missing.append(f"{path}: not a {analysis.file} this report can read "
+                                       f"({err.__class__.__name__}: {err})")
         sections.append(section)
-    absent = [a.title for name, a in ANALYSES.items() if not (folder / name).exists()]
     if not present:
         section = Section("analyses", "Analyses")
-        section.missing.append(f"no analysis outputs in {folder}" + (f" ({', '.join(absent)} would appear here)"
-                                                                    if absent else ""))
+        names = ", ".join(a.file for a in ANALYSES.values())
+        section.missing.append(f"no analysis outputs in {' or '.join(str(f) for f in folders)} (the report reads "
+                               f"{names}; `stjax analyze ... --out DIR` writes them)")
         sections.append(section)
     return sections
 

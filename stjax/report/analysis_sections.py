@@ -1,0 +1,65 @@
+"""Report sections of the analyses' outputs (`<dir>/<name>.json`), one renderer per file name,
+registered in `stjax.report.sections.ANALYSES`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from stjax.report import figures
+from stjax.report.sections import Analysis, Section, Table, register_analysis
+
+
+def _values(entries) -> np.ndarray:
+    return np.array([np.nan if value is None else value for value in entries], float)
+
+
+def _day(seconds: int) -> str:
+    return str(np.datetime64(int(seconds), "s").astype("datetime64[D]"))
+
+
+def render_drift(output: dict, section: Section) -> None:
+    starts = np.array(output["window_starts"], np.int64)
+    steps = starts[1:]  # drift[w] compares window w with window w - 1: drawn at window w's start
+    section.intro = (f"Interest = {output['interest']} ({len(output['labels'])} labels), windows of one "
+                     f"{output['window']}, {output['events']:,} events, {output['regions_analysed']} of "
+                     f"{output['regions_total']} regions. {output['method']}.")
+    overall = output["global"]
+    section.figures.append(figures.bands(
+        "Global interest drift", f"Jensen-Shannon divergence between the {output['interest']} distributions of "
+        "consecutive windows, all events; band: 95% bootstrap interval",
+        [("all regions", steps, _values(overall["drift"]), _values(overall["drift_low"]),
+          _values(overall["drift_high"]))], "window start (UTC)", "drift (JSD, bits)"))
+    regions = output["regions"]
+    largest = sorted(regions, key=lambda name: -sum(regions[name]["events"]))[:6]
+    if largest:
+        section.figures.append(figures.bands(
+            "Drift of the largest regions", "the same divergence per region (the six regions with the most events); "
+            "bands: 95% bootstrap intervals",
+            [(name, steps, _values(regions[name]["drift"]), _values(regions[name]["drift_low"]),
+              _values(regions[name]["drift_high"])) for name in largest], "window start (UTC)", "drift (JSD, bits)"))
+        names = sorted(regions, key=lambda name: -sum(regions[name]["events"]))
+        gaps = np.array([_values(regions[name]["gap"]) for name in names])
+        marked = np.array([[q is not None and q <= 0.05 for q in regions[name]["gap_q"]] for name in names])
+        section.figures.append(figures.heatmap(
+            "Regions against everyone", "divergence of each region's distribution from the global one per window; "
+            "dots: larger than sampling alone explains (Benjamini-Hochberg q <= 0.05); blank: too few events",
+            gaps, names, [_day(s) for s in starts], marked, "window start (UTC)", "region", "gap (JSD, bits)"))
+    diverging = output.get("diverging", [])
+    if diverging:
+        section.tables.append(Table("Where and when regions diverge from everyone", ["region", "window", "gap", "q"],
+                                    [[entry["region"], _day(starts[entry["window"]]), f"{entry['gap']:.4f}",
+                                      f"{entry['q']:.4f}"] for entry in diverging[:15]],
+                                    f"{len(diverging)} (region, window) cells with q <= 0.05, largest gaps first"))
+    else:
+        section.notes.append("no region diverges from the global distribution beyond sampling noise (q <= 0.05)")
+    section.tables.append(Table("Regions' drift against the global trend",
+                                ["region", "events", "correlation with global drift", "windows moving more (95%)"],
+                                [[name, f"{sum(regions[name]['events']):,}",
+                                  "" if regions[name].get("trend_correlation") is None else
+                                  f"{regions[name]['trend_correlation']:.3f}",
+                                  str(sum(1 for low in regions[name]["excess_low"] if low is not None and low > 0))]
+                                 for name in sorted(regions, key=lambda n: -sum(regions[n]["events"]))],
+                                "a window moves more when the 95% interval of (region drift - global drift) is above 0"))
+
+
+register_analysis(Analysis("drift.json", "Analysis: interest drift by time and region", render_drift))
