@@ -421,9 +421,11 @@ def _write_analysis(out: Path, name: str, output: dict) -> list[Path]:
 @analyze.command("drift")
 @click.option("--data", "data", required=True, help="synthetic, ml-100k, ml-1m, foursquare-nyc or a file (as data.source).")
 @click.option("--interest", default="auto", show_default=True,
-              type=click.Choice(["auto", "genre", "category", "region"]),
-              help="What a distribution is over: MovieLens genres, item categories (Foursquare venues, synthetic) or "
-                   "regions; auto: genres, else categories, else regions.")
+              type=click.Choice(["auto", "genre", "category", "area", "region"]),
+              help="What a distribution is over: MovieLens genres, item categories (synthetic), visited areas (H3 "
+                   "cells of --area-resolution: check-ins) or regions (global only); auto: the first the data have.")
+@click.option("--area-resolution", default=8, show_default=True, type=click.IntRange(0, 15),
+              help="H3 resolution of the visited areas of --interest area (8: cells of ~0.7 km2).")
 @click.option("--window", default="month", show_default=True, help="day, week, month, quarter or Nd (N days).")
 @click.option("--region-resolution", default=6, show_default=True, type=click.IntRange(0, 15),
               help="H3 resolution of check-in regions (6: cells of ~36 km2).")
@@ -436,7 +438,8 @@ def _write_analysis(out: Path, name: str, output: dict) -> list[Path]:
 @click.option("--out", default="analysis", show_default=True, type=click.Path(file_okay=False),
               help="Folder for drift.json and its figures (a run's WORKDIR/analysis: its report shows them).")
 @_user_errors
-def analyze_drift(data, interest, window, region_resolution, min_events, max_regions, bootstrap, seed, data_dir, out):
+def analyze_drift(data, interest, area_resolution, window, region_resolution, min_events, max_regions, bootstrap, seed,
+                  data_dir, out):
     """Interest drift between consecutive time windows, globally and per region (Jensen-Shannon
     divergence, bootstrap intervals), and where and when regions diverge from everyone."""
     from rich.table import Table
@@ -445,7 +448,7 @@ def analyze_drift(data, interest, window, region_resolution, min_events, max_reg
 
     interactions, _ = _analysis_log(data, region_resolution, data_dir)
     try:
-        output = drift(interactions, interest, window, min_events, bootstrap, seed, max_regions)
+        output = drift(interactions, interest, window, min_events, bootstrap, seed, max_regions, area_resolution)
     except DriftError as err:
         raise UserError(str(err)) from None
     output["source"] = data

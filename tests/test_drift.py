@@ -124,3 +124,15 @@ def test_cli_writes_json_and_figures_and_refuses_bad_options(tmp_path):
                           (["--bootstrap", "5"], "at least 20 resamples")):
         result = runner.invoke(main, ["analyze", "drift", "--data", "synthetic", "--out", str(tmp_path / "x"), *args])
         assert result.exit_code == 2 and message in result.output, (args, result.output)
+
+
+def test_visited_areas_as_interest_have_drift_but_no_gap_to_everyone():
+    # Areas nest in regions (a region's areas are its own), so a region's gap to the whole is ~1
+    # by construction: no test of it, and no per-region curves at all for interest=region.
+    log, _ = generate(0, SyntheticConfig(num_users=200, num_items=300, num_events=20_000))
+    out = drift(log, interest="area", window="28d", bootstrap=30, area_resolution=5)
+    assert out["gap_tested"] is False and out["diverging"] == [] and out["area_resolution"] == 5
+    assert all(value is None for region in out["regions"].values() for value in region["gap"])
+    assert any(value is not None for region in out["regions"].values() for value in region["drift"])
+    out = drift(log, interest="region", window="28d", bootstrap=30)
+    assert out["regions"] == {} and any(value is not None for value in out["global"]["drift"])

@@ -28,6 +28,9 @@ import numpy as np
 
 WINDOWS = {"day": 1, "week": 7}  # in days; month and quarter are calendar windows; "Nd": N days
 SECONDS_PER_DAY = 86_400
+# Item genre fields and their separators: GroupLens' movies.dat ('|'), RecBole's atomic files
+# (token_seq, space-separated: ml-1m's `genre`, ml-100k's `class`).
+GENRE_FIELDS = {"genres": "|", "genre": None, "class": None}
 
 
 class DriftError(ValueError):
@@ -76,16 +79,29 @@ def window_starts(timestamps: np.ndarray, window: str) -> tuple[np.ndarray, np.n
     return index, origin + np.arange(index.max() + 1) * length
 
 
-def interest_labels(log, interest: str) -> tuple[np.ndarray, np.ndarray, list[str], str]:
+def interest_labels(log, interest: str, area_resolution: int = 8) -> tuple[np.ndarray, np.ndarray, list[str], str]:
     """(event rows, label codes, label names, the interest used) — one pair per (event, label);
-    `auto` takes genres, else item categories, else the event's region."""
+    `auto` takes genres, else item categories, else visited areas (H3 cells of `area_resolution`)
+    when events have coordinates, else the event's region."""
     items = log.items or {}
+    genres = next((key for key in GENRE_FIELDS if key in items), None)
+    located = bool(np.isfinite(np.asarray(log.latitude, float)).any())
     if interest == "auto":
-        interest = "genre" if "genres" in items else "category" if "category" in items else "region"
+        interest = "genre" if genres else "category" if "category" in items else "area" if located else "region"
+    if interest == "area":
+        if not located:
+            raise DriftError("--interest area: these events have no coordinates")
+        from stjax.data.geo import h3_cells
+
+        cells = h3_cells(log.latitude, log.longitude, area_resolution)
+        rows = np.flatnonzero(cells != "")
+        names, codes = np.unique(cells[rows].astype(str), return_inverse=True)
+        return rows, codes.astype(np.int64), [str(name) for name in names], interest
     if interest == "genre":
-        if "genres" not in items:
+        if genres is None:
             raise DriftError("--interest genre: these data have no item genres (MovieLens has them)")
-        per_item = [str(value).split("|") if value else [] for value in items["genres"]]
+        separator = GENRE_FIELDS[genres]
+        per_item = [[g for g in str(value).split(separator) if g] if value else [] for value in items[genres]]
     elif interest == "category":
         if "category" not in items:
             raise DriftError("--interest category: these data have no item categories")
@@ -95,7 +111,7 @@ def interest_labels(log, interest: str) -> tuple[np.ndarray, np.ndarray, list[st
         rows = np.flatnonzero(log.region > 0)
         return rows, np.asarray(log.region[rows], np.int64) - 1, [str(name) for name in names[1:]], interest
     else:
-        raise DriftError(f"--interest {interest}: expected auto, genre, category or region")
+        raise DriftError(f"--interest {interest}: expected auto, genre, category, area or region")
     names = sorted({label for labels in per_item for label in labels})
     code = {name: index for index, name in enumerate(names)}
     item_rows, item_codes = [], []
@@ -141,18 +157,22 @@ def corrected(estimate: np.ndarray, samples: np.ndarray, floor: float | None = 0
 
 
 def drift(log, interest: str = "auto", window: str = "month", min_events: int = 100, bootstrap: int = 200,
-          seed: int = 0, max_regions: int = 20) -> dict:
+          seed: int = 0, max_regions: int = 20, area_resolution: int = 8) -> dict:
     """The drift analysis of `log` as a JSON-ready dict (see the module docstring); the
-    `max_regions` largest regions are analysed, the others still count in the global curve."""
+    `max_regions` largest regions are analysed, the others still count in the global curve. With
+    interest=region there are no per-region curves (a region's distribution over regions is itself)."""
     if bootstrap < 20:
         raise DriftError(f"--bootstrap {bootstrap}: intervals need at least 20 resamples")
-    rows, codes, labels, interest = interest_labels(log, interest)
+    rows, codes, labels, interest = interest_labels(log, interest, area_resolution)
+    nested = interest == "area"  # a region's areas are its own: its gap to everyone is ~1 by construction
     window_index, starts = window_starts(log.timestamp, window)
     region_names = np.asarray(log.region_vocab.tokens, dtype=object)
     event_region = np.asarray(log.region, np.int64)
     known = event_region[rows] > 0
     sizes = np.bincount(event_region[event_region > 0], minlength=len(region_names))
     chosen = [int(r) for r in np.argsort(-sizes, kind="stable") if r > 0 and sizes[r] > 0][:max_regions]
+    if interest == "region":
+        chosen = []
     num_windows, num_labels = len(starts), len(labels)
     # counts[0] is the global distribution (every event), counts[1 + i] region chosen[i].
     counts = np.zeros((1 + len(chosen), num_windows, num_labels))
@@ -161,8 +181,12 @@ def drift(log, interest: str = "auto", window: str = "month", min_events: int = 
     slot[chosen] = np.arange(len(chosen))
     in_chosen = known & (slot[event_region[rows]] >= 0)
     np.add.at(counts, (1 + slot[event_region[rows[in_chosen]]], window_index[rows[in_chosen]], codes[in_chosen]), 1.0)
-    totals = counts.sum(axis=2)  # [G, W]
-    enough = totals >= min_events
+    totals = counts.sum(axis=2)  # [G, W] labels counted (a movie with three genres counts three times)
+    events = np.zeros((1 + len(chosen), num_windows))  # [G, W] events
+    np.add.at(events[0], window_index, 1.0)
+    event_slot = np.where(event_region > 0, slot[event_region], -1)
+    np.add.at(events, (1 + event_slot[event_slot >= 0], window_index[event_slot >= 0]), 1.0)
+    enough = events >= min_events
     shares = counts / np.maximum(totals, 1.0)[..., None]
 
     def curves(share):  # share [..., G, W, L] -> drift [..., G, W-1], gap [..., G-1, W]
@@ -197,13 +221,13 @@ def drift(log, interest: str = "auto", window: str = "month", min_events: int = 
         return [None if not ok or not np.isfinite(v) else round(float(v), 6) for v, ok in zip(values, mask)]
 
     def series(g):
-        out = {"events": totals[g].astype(int).tolist(),
+        out = {"events": events[g].astype(int).tolist(), "labels_counted": totals[g].astype(int).tolist(),
                "drift": clean(moved[g], pair_ok[g]), "drift_low": clean(moved_lo[g], pair_ok[g]),
                "drift_high": clean(moved_hi[g], pair_ok[g]),
                "top_labels": [[labels[i] for i in np.argsort(-shares[g, w], kind="stable")[:3]] if enough[g, w] else []
                               for w in range(num_windows)]}
         if g > 0:
-            ok_gap = enough[g] & enough[0]
+            ok_gap = enough[g] & enough[0] & (not nested)
             ok_excess = pair_ok[g] & pair_ok[0]
             out |= {"gap": clean(gap[g - 1], ok_gap), "gap_low": clean(gap_lo[g - 1], ok_gap),
                     "gap_high": clean(gap_hi[g - 1], ok_gap), "gap_q": clean(q_values[g - 1], ok_gap),
@@ -217,7 +241,7 @@ def drift(log, interest: str = "auto", window: str = "month", min_events: int = 
 
     regions = {str(region_names[r]): series(1 + i) for i, r in enumerate(chosen)}
     diverging = []
-    for i, r in enumerate(chosen):
+    for i, r in enumerate(chosen if not nested else []):
         for w in np.flatnonzero(np.nan_to_num(q_values[i], nan=1.0) <= 0.05):
             diverging.append({"region": str(region_names[r]), "window": int(w), "gap": round(float(gap[i, w]), 6),
                               "q": round(float(q_values[i, w]), 6)})
@@ -229,11 +253,13 @@ def drift(log, interest: str = "auto", window: str = "month", min_events: int = 
                 moving_more.append({"region": name, "step": w + 1, "excess": value, "excess_low": low})
     moving_more.sort(key=lambda entry: (-entry["excess"], entry["region"], entry["step"]))
     return {
-        "analysis": "drift", "estimate": "bootstrap bias-corrected JSD, basic 95% interval", "data": getattr(log, "name", ""), "interest": interest, "window": window,
+        "analysis": "drift", "estimate": "bootstrap bias-corrected JSD, basic 95% interval", "data": getattr(log, "name", ""), "interest": interest,
+        "area_resolution": area_resolution if interest == "area" else None, "window": window,
         "labels": labels, "window_starts": [int(s) for s in starts], "events": int(len(log)),
         "label_events": int(len(rows)), "events_without_region": int((event_region == 0).sum()),
         "regions_analysed": len(chosen), "regions_total": int((sizes > 0).sum()), "min_events": min_events,
         "bootstrap": bootstrap, "seed": seed,
+        "gap_tested": not nested,
         "global": series(0), "regions": regions, "diverging": diverging, "moving_more_than_global": moving_more,
         "method": ("Jensen-Shannon divergence (bits) between consecutive windows, bias-corrected by the bootstrap "
                    f"with its basic 95% interval ({bootstrap} multinomial resamples per cell); gap to the global distribution tested against "

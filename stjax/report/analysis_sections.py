@@ -37,6 +37,10 @@ def render_drift(output: dict, section: Section) -> None:
             "bands: 95% bootstrap intervals",
             [(name, steps, _values(regions[name]["drift"]), _values(regions[name]["drift_low"]),
               _values(regions[name]["drift_high"])) for name in largest], "window start (UTC)", "drift (JSD, bits)"))
+    if largest and not output.get("gap_tested", True):
+        section.notes.append("no gap to everyone: with visited areas as the interest, each region's areas are its "
+                             "own, so every region differs from the whole city by construction")
+    elif largest:
         names = sorted(regions, key=lambda name: -sum(regions[name]["events"]))
         gaps = np.array([_values(regions[name]["gap"]) for name in names])
         marked = np.array([[q is not None and q <= 0.05 for q in regions[name]["gap_q"]] for name in names])
@@ -50,7 +54,7 @@ def render_drift(output: dict, section: Section) -> None:
                                     [[entry["region"], _day(starts[entry["window"]]), f"{entry['gap']:.4f}",
                                       f"{entry['q']:.4f}"] for entry in diverging[:15]],
                                     f"{len(diverging)} (region, window) cells with q <= 0.05, largest gaps first"))
-    else:
+    elif output.get("gap_tested", True):
         section.notes.append("no region diverges from the global distribution beyond sampling noise (q <= 0.05)")
     section.tables.append(Table("Regions' drift against the global trend",
                                 ["region", "events", "correlation with global drift", "windows moving more (95%)"],

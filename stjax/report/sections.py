@@ -13,11 +13,17 @@ import json
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 
+from stjax import models
+from stjax.config import ConfigError, to_json
 from stjax.report import figures
 from stjax.runs import RunError, RunFolder, read_json
+from stjax.serving.explain import explain_user
+from stjax.serving.recommend import RecommendError
+from stjax.train.build import load_model
 
 
 @dataclasses.dataclass
@@ -109,8 +115,6 @@ def _date(seconds: float) -> str:
 
 
 def summary(run: Run) -> Section:
-    from stjax.config import to_json
-
     section = Section("summary", "Run and data")
     info = run.record.get("info", {})
     rows = [["model", run.model], ["batch kind", str(run.record.get("batch_kind", ""))],
@@ -153,8 +157,6 @@ def training(run: Run) -> Section:
         section.missing.append("no training curves: metrics.jsonl holds no records yet")
         return section
     best = (run.results or {}).get("best_step")
-    from stjax import models
-
     if run.model in models.REGISTRY and not models.get(run.model).trainable:
         section.notes.append(f"'{run.model}' is a closed form with nothing to train: its parameters come from the "
                              "training data at once; the curves hold its single evaluation")
@@ -342,13 +344,10 @@ def _hit_k(rows: dict, metric: str) -> int:
 
 
 def attention(run: Run, users: list[str] | None = None, top: int = 8) -> Section:
-    from stjax import models
-    from stjax.config import ConfigError
-    from stjax.serving.explain import explain_user
-    from stjax.serving.recommend import RecommendError
-    from stjax.train.build import load_model
-
     section = Section("attention", "Attention behind recommendations")
+    if run.model not in models.REGISTRY:
+        section.missing.append(f"no attention: model '{run.model}' is not one of this stjax's models")
+        return section
     spec = models.get(run.model)
     if spec.explain is None:
         with_attention = sorted(name for name, other in models.REGISTRY.items() if other.explain is not None)
@@ -415,8 +414,6 @@ def register_analysis(analysis: Analysis) -> Analysis:
 
 def analyses(run: Run, extra: list = ()) -> list[Section]:
     """A section per analysis output in the run's `analysis/` folder and in `extra` folders."""
-    from pathlib import Path
-
     folders = [run.folder.path / "analysis", *[Path(path) for path in extra]]
     for folder in folders[1:]:
         if not folder.is_dir():
