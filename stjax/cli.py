@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import click
+import numpy as np
 from rich.console import Console
 
 # soft_wrap: a message is never broken across lines (paths stay greppable when piped); tables still fit.
@@ -389,6 +390,62 @@ def report_command(dirs, workdir, compare, out, users, analysis_dirs):
                       + (f"; not shown: {len(missing)} (listed in the page)" if missing else ""), highlight=False)
 
 
+@main.command("anomalies")
+@click.option("--workdir", required=True, help="Run folder of stjax train.")
+@click.option("--top", default=20, show_default=True, type=click.IntRange(1), help="Users to list.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per listed user instead of a table.")
+@click.option("--no-model", is_flag=True, help="Behaviour features only (skip the model's own per-user scores).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the isolation forest.")
+@_user_errors
+def anomalies_command(workdir, top, as_json, no_model, seed):
+    """The most suspicious users of a run: an isolation forest over per-user behaviour (volume,
+    regularity, bursts, breadth, popularity, ratings) and, for Mult-VAE/Mult-DAE runs, the model's
+    surprise at each user; which behaviour is off. Writes WORKDIR/analysis/anomalies.json."""
+    from rich.table import Table
+
+    from stjax.analysis.anomalies import AnomalyError, analyse_run, evaluate, synthetic_truth
+    from stjax.train.build import load_model
+
+    folder = _run_folder(workdir)
+    model = None
+    if not no_model:
+        from stjax import models
+
+        if models.get(folder.record()["model"]).example_scores is not None:
+            model, _ = load_model(folder.path)
+    try:
+        output = analyse_run(folder, model, top, seed)
+        truth = synthetic_truth(folder.config())
+        if truth is not None:
+            users = list(output["scores"])
+            output["evaluation"] = evaluate(np.asarray([output["scores"][u] for u in users]),
+                                            np.asarray([u in truth for u in users]))
+            output["evaluation"]["truth"] = "the synthetic generator's planted anomalous users (bursts and bots)"
+            for row in output["top"]:
+                row["planted"] = row["user"] in truth
+    except AnomalyError as err:
+        raise UserError(str(err)) from None
+    (folder.path / "analysis").mkdir(exist_ok=True)
+    (folder.path / "analysis" / "anomalies.json").write_text(json.dumps(output, indent=1))
+    if as_json:
+        for row in output["top"]:
+            click.echo(json.dumps(row))
+        return
+    table = Table(title=f"the {len(output['top'])} most unusual of {output['users']:,} users "
+                        f"({', '.join(output['methods'])})")
+    for column in ("rank", "user", "score", "what is off (value; median; robust z)"):
+        table.add_column(column, justify="right" if column in ("rank", "score") else "left")
+    for rank, row in enumerate(output["top"], 1):
+        off = "; ".join(f"{o['feature']} {o['value']:.3g} (median {o['median']:.3g}, z {o['z']:+.1f})" for o in row["off"])
+        table.add_row(str(rank), row["user"] + (" (planted)" if row.get("planted") else ""), f"{row['score']:.3f}", off)
+    console.print(table)
+    if "evaluation" in output:
+        e = output["evaluation"]
+        console.print(f"against the {e['anomalous']} planted users: ROC-AUC {e['roc_auc']:.3f}, PR-AUC {e['pr_auc']:.3f}, "
+                      f"precision@20 {e['precision@20']:.2f}, recall@20 {e['recall@20']:.2f}", highlight=False)
+    err_console.print(f"written: {folder.path / 'analysis' / 'anomalies.json'}", highlight=False)
+
+
 @main.group()
 def analyze():
     """Analyses of how behaviour evolves: drift of interests by time and region."""
@@ -456,8 +513,6 @@ def analyze_drift(data, interest, area_resolution, window, region_resolution, mi
     table = Table(title=f"{data}: {output['interest']} drift per {window} (JSD, bits; 95% interval)")
     for column in ("window start", "events", "global drift", "regions diverging"):
         table.add_column(column, justify="right" if column != "window start" else "left")
-    import numpy as np
-
     diverging = {}
     for entry in output["diverging"]:
         diverging.setdefault(entry["window"], []).append(entry["region"])

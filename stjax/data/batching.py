@@ -434,7 +434,9 @@ def eval_batches(examples: dict, batch_size: int):
 
 def user_histories(log, times: np.ndarray) -> dict:
     """Every user's events in time order as flat arrays: offsets int64[U+2] (user u's events are
-    offsets[u]:offsets[u+1]), items int32[E], timestamps int32[E] (relative). Log sorted by user."""
+    offsets[u]:offsets[u+1]), items int32[E], timestamps int32[E] (relative), values float32[E]
+    (ratings or weights; NaN where the data have none). Log sorted by user."""
     counts = np.bincount(log.user, minlength=len(log.user_vocab) + 1)
     return {"offsets": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-            "items": np.asarray(log.item, np.int32), "timestamps": np.asarray(times, np.int32)}
+            "items": np.asarray(log.item, np.int32), "timestamps": np.asarray(times, np.int32),
+            "values": np.asarray(log.value, np.float32)}

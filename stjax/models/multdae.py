@@ -6,7 +6,7 @@ from __future__ import annotations
 import ml_collections
 
 from stjax.models.base import ModelSpec, config_keys
-from stjax.models.multvae import CHECKS, _make, encode, init, losses, score
+from stjax.models.multvae import CHECKS, _make, encode, example_scores, init, losses, score
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -15,4 +15,4 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 SPEC = ModelSpec("multdae", default_config, _make(False), losses, score, batch_kind="bag", init=init, encode=encode,
-                 config_checks=config_keys(CHECKS))
+                 config_checks=config_keys(CHECKS), example_scores=example_scores)

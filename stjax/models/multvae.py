@@ -98,6 +98,20 @@ def losses(module, variables, batch, *, rng, step, context, config):
     return {"model": nll + beta * kl}, aux | {"kl": kl, "beta": beta}
 
 
+def example_scores(module, variables, batch, *, context=None, config=None):
+    """Per user, without dropout and at the latent mean: the bag's negative multinomial
+    log-likelihood (`loss`), its size (`targets`) and, for the VAE, the KL of q(z|x) from the prior
+    (`kl`, how unusual the user's latent is). loss / targets is a user's reconstruction surprise per
+    item (anomaly scores)."""
+    logits, mean, log_variance = module.apply(variables, batch["bag"], deterministic=True)
+    bag = multi_hot(batch["bag"], module.num_items)
+    weights = batch["weights"]
+    out = {"loss": -multinomial_log_likelihood(logits, bag) * weights, "targets": bag.sum(axis=1) * weights}
+    if module.variational:
+        out["kl"] = gaussian_kl(mean, log_variance) * weights
+    return out
+
+
 def score(module, variables, batch, *, context, scoring):
     return module.apply(variables, batch["bag"], method="scores")
 
@@ -109,4 +123,4 @@ def encode(module, variables, batch, *, context=None, scoring=None):
 CHECKS = {"latent": integer(1), "hidden": integer(0), "beta_cap": number(0.0), "anneal_steps": integer(1)}
 
 SPEC = ModelSpec("multvae", default_config, _make(True), losses, score, batch_kind="bag", init=init, encode=encode,
-                 config_checks=config_keys(CHECKS))
+                 config_checks=config_keys(CHECKS), example_scores=example_scores)

@@ -67,3 +67,30 @@ def render_drift(output: dict, section: Section) -> None:
 
 
 register_analysis(Analysis("drift.json", "Analysis: interest drift by time and region", render_drift))
+
+
+def render_anomalies(output: dict, section: Section) -> None:
+    methods = ", ".join(output["methods"])
+    section.intro = (f"{output['users']:,} users of the run scored by {methods}; the combined score is the mean rank "
+                     "percentile over the methods (1 = the most unusual).")
+    scores = np.array(list(output["scores"].values()), float)
+    planted = {row["user"] for row in output["top"] if row.get("planted")}
+    section.figures.append(figures.histogram(
+        "Anomaly scores of all users", "the combined score of every user of the run; the most unusual are listed "
+        "below", scores, "combined anomaly score (rank percentile)", "users"))
+    section.tables.append(Table(f"The {len(output['top'])} most unusual users",
+                                ["rank", "user", "score", "what is off (value, median, robust z)"],
+                                [[str(rank), row["user"] + (" (planted)" if row["user"] in planted else ""),
+                                  f"{row['score']:.3f}",
+                                  "; ".join(f"{o['feature']} {o['value']:.3g} ({o['median']:.3g}, {o['z']:+.1f})"
+                                            for o in row["off"])]
+                                 for rank, row in enumerate(output["top"], 1)]))
+    evaluation = output.get("evaluation")
+    if evaluation:
+        names = [name for name in evaluation if name not in ("truth", "anomalous")]
+        section.tables.append(Table("Against the truth", ["measure", "value"],
+                                    [[name, f"{evaluation[name]:.3f}"] for name in names],
+                                    f"{evaluation['anomalous']} anomalous users: {evaluation['truth']}"))
+
+
+register_analysis(Analysis("anomalies.json", "Analysis: anomalous users", render_anomalies))

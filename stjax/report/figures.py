@@ -154,3 +154,12 @@ def heatmap(title: str, caption: str, values: np.ndarray, rows: list[str], colum
         ax.figure.colorbar(image, ax=ax, label=colorbar)
 
     return _figure(title, caption, draw, size=(6.8, max(3.0, 0.28 * len(rows) + 1.6)))
+
+
+def histogram(title: str, caption: str, values: np.ndarray, xlabel: str, ylabel: str, bins: int = 40) -> Figure:
+    def draw(ax):
+        ax.hist(values, bins=bins, color="#66a61e")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+
+    return _figure(title, caption, draw)

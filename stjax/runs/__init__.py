@@ -164,6 +164,15 @@ class RunFolder:
                          offsets=np.asarray(offsets[1:num_users + 2], np.int64),
                          items=np.asarray(items, np.int32), timestamps=np.asarray(timestamps, np.int32))
 
+    def history_values(self) -> np.ndarray | None:
+        """The values (ratings) of histories.npz's events, float32[E] in its order; None for runs
+        written before values were kept."""
+        path = self.path / "histories.npz"
+        if not path.exists():
+            return None
+        with np.load(path) as saved:
+            return np.asarray(saved["values"], np.float32) if "values" in saved.files else None
+
     # -------------------------------------------------------------------------------- checkpoints
 
     def checkpoints(self, **options) -> Checkpoints:
