@@ -396,8 +396,11 @@ def report_command(dirs, workdir, compare, out, users, analysis_dirs):
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per listed user instead of a table.")
 @click.option("--no-model", is_flag=True, help="Behaviour features only (skip the model's own per-user scores).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the isolation forest.")
+@click.option("--rank-by", default="isolation_forest", show_default=True,
+              help="The method that orders the list: isolation_forest, reconstruction, latent_kl (Mult-VAE) or "
+                   "combined (the mean rank percentile of the methods).")
 @_user_errors
-def anomalies_command(workdir, top, as_json, no_model, seed):
+def anomalies_command(workdir, top, as_json, no_model, seed, rank_by):
     """The most suspicious users of a run: an isolation forest over per-user behaviour (volume,
     regularity, bursts, breadth, popularity, ratings) and, for Mult-VAE/Mult-DAE runs, the model's
     surprise at each user; which behaviour is off. Writes WORKDIR/analysis/anomalies.json."""
@@ -414,13 +417,14 @@ def anomalies_command(workdir, top, as_json, no_model, seed):
         if models.get(folder.record()["model"]).example_scores is not None:
             model, _ = load_model(folder.path)
     try:
-        output = analyse_run(folder, model, top, seed)
+        output = analyse_run(folder, model, top, seed, rank_by)
         truth = synthetic_truth(folder.config())
         if truth is not None:
-            users = list(output["scores"])
-            output["evaluation"] = evaluate(np.asarray([output["scores"][u] for u in users]),
-                                            np.asarray([u in truth for u in users]))
-            output["evaluation"]["truth"] = "the synthetic generator's planted anomalous users (bursts and bots)"
+            users = list(output["scores"][rank_by])
+            planted = np.asarray([u in truth for u in users])
+            output["evaluation"] = {name: evaluate(np.asarray([scores[u] for u in users]), planted)
+                                    for name, scores in output["scores"].items()}
+            output["truth"] = "the synthetic generator's planted anomalous users (bursts and bots)"
             for row in output["top"]:
                 row["planted"] = row["user"] in truth
     except AnomalyError as err:
@@ -431,18 +435,18 @@ def anomalies_command(workdir, top, as_json, no_model, seed):
         for row in output["top"]:
             click.echo(json.dumps(row))
         return
-    table = Table(title=f"the {len(output['top'])} most unusual of {output['users']:,} users "
-                        f"({', '.join(output['methods'])})")
+    table = Table(title=f"the {len(output['top'])} most unusual of {output['users']:,} users by {rank_by} "
+                        f"(methods: {', '.join(output['methods'])})")
     for column in ("rank", "user", "score", "what is off (value; median; robust z)"):
         table.add_column(column, justify="right" if column in ("rank", "score") else "left")
     for rank, row in enumerate(output["top"], 1):
         off = "; ".join(f"{o['feature']} {o['value']:.3g} (median {o['median']:.3g}, z {o['z']:+.1f})" for o in row["off"])
         table.add_row(str(rank), row["user"] + (" (planted)" if row.get("planted") else ""), f"{row['score']:.3f}", off)
     console.print(table)
-    if "evaluation" in output:
-        e = output["evaluation"]
-        console.print(f"against the {e['anomalous']} planted users: ROC-AUC {e['roc_auc']:.3f}, PR-AUC {e['pr_auc']:.3f}, "
-                      f"precision@20 {e['precision@20']:.2f}, recall@20 {e['recall@20']:.2f}", highlight=False)
+    for name, e in output.get("evaluation", {}).items():
+        console.print(f"{name} against the {e['anomalous']} planted users: ROC-AUC {e['roc_auc']:.3f}, "
+                      f"PR-AUC {e['pr_auc']:.3f}, precision@20 {e['precision@20']:.2f}, recall@20 {e['recall@20']:.2f}",
+                      highlight=False)
     err_console.print(f"written: {folder.path / 'analysis' / 'anomalies.json'}", highlight=False)
 
 

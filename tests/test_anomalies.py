@@ -100,13 +100,27 @@ def test_cli_on_a_vae_run_and_its_report(tmp_path):
     result = runner.invoke(main, ["anomalies", "--workdir", str(tmp_path / "run"), "--top", "5", "--json"])
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
-    assert len(rows) == 5 and all(set(row["methods"]) == {"isolation_forest", "reconstruction", "latent_kl"}
-                                  for row in rows)
+    methods = {"isolation_forest", "reconstruction", "latent_kl", "combined"}
+    assert len(rows) == 5 and all(set(row["methods"]) == methods for row in rows)
     assert [row["score"] for row in rows] == sorted((row["score"] for row in rows), reverse=True)
+    assert all(row["score"] == row["methods"]["isolation_forest"] for row in rows)
     output = json.loads((tmp_path / "run" / "analysis" / "anomalies.json").read_text())
-    assert output["evaluation"]["anomalous"] >= 1 and 0.0 <= output["evaluation"]["roc_auc"] <= 1.0
-    result = runner.invoke(main, ["anomalies", "--workdir", str(tmp_path / "run"), "--top", "3"])
-    assert result.exit_code == 0 and "planted users: ROC-AUC" in result.output, result.output
+    assert set(output["evaluation"]) == methods
+    assert all(e["anomalous"] >= 1 and 0.0 <= e["roc_auc"] <= 1.0 for e in output["evaluation"].values())
+    # The combined score is the mean rank percentile of the three methods, written another way.
+    users = list(output["scores"]["combined"])
+    ranks = []
+    for method in ("isolation_forest", "reconstruction", "latent_kl"):
+        values = np.array([output["scores"][method][u] for u in users])
+        below = (values[None, :] < values[:, None]).sum(1)
+        ties = (values[None, :] == values[:, None]).sum(1) - 1  # ties share their mean rank
+        ranks.append((below + 0.5 * ties) / (len(users) - 1))
+    np.testing.assert_allclose([output["scores"]["combined"][u] for u in users], np.mean(ranks, axis=0), atol=1e-5)
+    result = runner.invoke(main, ["anomalies", "--workdir", str(tmp_path / "run"), "--top", "3", "--rank-by",
+                                  "combined"])
+    assert result.exit_code == 0 and "combined against the" in result.output, result.output
+    result = runner.invoke(main, ["anomalies", "--workdir", str(tmp_path / "run"), "--rank-by", "votes"])
+    assert result.exit_code == 2 and "this run has the methods" in result.output
     _, sections = run_report(tmp_path / "run", tmp_path / "report.html")
     anomalies = next(section for section in sections if section.title == "Analysis: anomalous users")
     assert anomalies.figures and anomalies.tables and not anomalies.missing

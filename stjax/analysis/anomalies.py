@@ -15,9 +15,10 @@ Features (one row per user, from `histories.npz`):
   value_spread    std of the user's values (ratings), where the data have them
   value_mean_gap  mean |value - the item's mean value|    (ratings unlike everyone's)
 
-The combined score is the mean over methods of each user's rank percentile (0 = most usual, 1 =
-most unusual); `reasons` names the features furthest from the median in robust z (median and
-MAD over users).
+Users are ranked by one method (`rank_by`: the isolation forest by default, a model score, or
+`combined`, the mean over methods of each user's rank percentile: 0 = most usual, 1 = most
+unusual); every method's scores are kept. `reasons` names the features furthest from the median
+in robust z (median and MAD over users).
 """
 
 from __future__ import annotations
@@ -136,12 +137,17 @@ def model_scores(model, histories, batch_size: int = 256) -> dict[str, np.ndarra
 
 
 def detect(users: np.ndarray, names: list[str], features: np.ndarray, methods: dict[str, np.ndarray],
-           top: int = 20, reasons: int = 3) -> dict:
-    """The JSON-ready result: every method's scores combined by rank percentile, the `top` users
-    with their scores and the features furthest from usual."""
+           top: int = 20, reasons: int = 3, rank_by: str = "isolation_forest") -> dict:
+    """The JSON-ready result: the `top` users by `rank_by` (a method, or `combined`) with every
+    method's score and the features furthest from usual, and every user's score of each method."""
     if len(users) < 10:
         raise AnomalyError(f"{len(users)} users: too few to say who is unusual (10 or more are needed)")
-    combined = np.mean([percentiles(scores) for scores in methods.values()], axis=0)
+    methods = dict(methods)
+    if len(methods) > 1:
+        methods["combined"] = np.mean([percentiles(scores) for scores in methods.values()], axis=0)
+    if rank_by not in methods:
+        raise AnomalyError(f"--rank-by {rank_by}: this run has the methods {', '.join(methods)}")
+    combined = methods[rank_by]
     z = robust_z(features)
     order = np.argsort(-combined, kind="stable")
     listed = []
@@ -154,8 +160,10 @@ def detect(users: np.ndarray, names: list[str], features: np.ndarray, methods: d
                      "median": round(float(np.median(features[:, f])), 6), "z": round(float(z[index, f]), 3)}
                     for f in strongest if abs(z[index, f]) > 0],
         })
-    return {"analysis": "anomalies", "users": len(users), "methods": list(methods), "features": names,
-            "top": listed, "scores": {str(u): round(float(s), 6) for u, s in zip(users, combined)}}
+    return {"analysis": "anomalies", "users": len(users), "methods": list(methods), "rank_by": rank_by,
+            "features": names, "top": listed,
+            "scores": {name: {str(u): round(float(v), 6) for u, v in zip(users, scores)}
+                       for name, scores in methods.items()}}
 
 
 def evaluate(scores: np.ndarray, truth: np.ndarray, ks: tuple[int, ...] = (10, 20, 50)) -> dict:
@@ -176,7 +184,7 @@ def evaluate(scores: np.ndarray, truth: np.ndarray, ks: tuple[int, ...] = (10, 2
     return out
 
 
-def analyse_run(folder, model=None, top: int = 20, seed: int = 0) -> dict:
+def analyse_run(folder, model=None, top: int = 20, seed: int = 0, rank_by: str = "isolation_forest") -> dict:
     """`detect` on a run folder (`stjax.runs.RunFolder`): behaviour features of every user of its
     log, the isolation forest, and `model`'s own scores when given (see `model_scores`)."""
     histories = folder.histories()
@@ -185,7 +193,7 @@ def analyse_run(folder, model=None, top: int = 20, seed: int = 0) -> dict:
     methods = {"isolation_forest": isolation_scores(features, seed)}
     if model is not None:
         methods |= model_scores(model, histories)
-    output = detect(histories.users, names, features, methods, top)
+    output = detect(histories.users, names, features, methods, top, rank_by=rank_by)
     output["model"] = folder.record().get("model")
     return output
 

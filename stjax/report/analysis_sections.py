@@ -71,13 +71,14 @@ register_analysis(Analysis("drift.json", "Analysis: interest drift by time and r
 
 def render_anomalies(output: dict, section: Section) -> None:
     methods = ", ".join(output["methods"])
-    section.intro = (f"{output['users']:,} users of the run scored by {methods}; the combined score is the mean rank "
-                     "percentile over the methods (1 = the most unusual).")
-    scores = np.array(list(output["scores"].values()), float)
+    rank_by = output.get("rank_by", output["methods"][0])
+    section.intro = (f"{output['users']:,} users of the run scored by {methods} (combined: the mean rank percentile "
+                     f"over the methods); listed by {rank_by}.")
+    scores = np.array(list(output["scores"][rank_by].values()), float)
     planted = {row["user"] for row in output["top"] if row.get("planted")}
     section.figures.append(figures.histogram(
-        "Anomaly scores of all users", "the combined score of every user of the run; the most unusual are listed "
-        "below", scores, "combined anomaly score (rank percentile)", "users"))
+        "Anomaly scores of all users", f"the {rank_by} score of every user of the run; the most unusual are listed "
+        "below", scores, f"{rank_by} score (higher: more unusual)", "users"))
     section.tables.append(Table(f"The {len(output['top'])} most unusual users",
                                 ["rank", "user", "score", "what is off (value, median, robust z)"],
                                 [[str(rank), row["user"] + (" (planted)" if row["user"] in planted else ""),
@@ -87,10 +88,12 @@ def render_anomalies(output: dict, section: Section) -> None:
                                  for rank, row in enumerate(output["top"], 1)]))
     evaluation = output.get("evaluation")
     if evaluation:
-        names = [name for name in evaluation if name not in ("truth", "anomalous")]
-        section.tables.append(Table("Against the truth", ["measure", "value"],
-                                    [[name, f"{evaluation[name]:.3f}"] for name in names],
-                                    f"{evaluation['anomalous']} anomalous users: {evaluation['truth']}"))
+        measures = [name for name in next(iter(evaluation.values())) if name != "anomalous"]
+        section.tables.append(Table("Each method against the truth", ["method", *measures],
+                                    [[method, *[f"{values[m]:.3f}" for m in measures]]
+                                     for method, values in evaluation.items()],
+                                    f"{next(iter(evaluation.values()))['anomalous']} anomalous users: "
+                                    f"{output.get('truth', '')}"))
 
 
 register_analysis(Analysis("anomalies.json", "Analysis: anomalous users", render_anomalies))
