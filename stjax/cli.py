@@ -160,6 +160,56 @@ def data_stats(path, format_, columns, as_json, region_resolution):
         console.print(stats_table(stats, loaded.report.as_dict()))
 
 
+@data.command("attack")
+@click.argument("source")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The attacked log (.csv or .parquet).")
+@click.option("--truth", "truth_out", required=True, type=click.Path(dir_okay=False),
+              help="TSV of the injected users: user<TAB>kind.")
+@click.option("--kinds", default="random,average,bandwagon,bot", show_default=True,
+              help="Comma-separated: random, average, bandwagon (shilling profiles), bot (regular crawler).")
+@click.option("--fraction", default=0.03, show_default=True, type=float, help="Attackers per kind, as a share of users.")
+@click.option("--filler", default=0.05, show_default=True, type=float, help="Filler items, as a share of the catalogue.")
+@click.option("--selected", default=0.01, show_default=True, type=float,
+              help="Bandwagon's popular items rated the maximum, as a share of the catalogue.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--data-dir", default="data", show_default=True, help="Where named data sets are fetched.")
+@_user_errors
+def data_attack(source, out, truth_out, kinds, fraction, filler, selected, seed, data_dir):
+    """Inject shilling attackers and bot-like users into SOURCE (a rating log: ml-100k, ml-1m or a
+    file), seeded; write the attacked log and the truth, for `stjax anomalies --truth`."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from stjax.data.attacks import AttackError, inject
+    from stjax.data.pipeline import load_source
+
+    interactions, _, _ = load_source({"source": source, "data_dir": data_dir},
+                                     log=lambda m: err_console.print(m, highlight=False))
+    try:
+        attacked, truth = inject(interactions, [k.strip() for k in kinds.split(",") if k.strip()], fraction, filler,
+                                 selected, seed=seed)
+    except AttackError as err:
+        raise UserError(str(err)) from None
+    table = pa.table({"user": attacked.user_vocab.tokens[attacked.user].astype(str).tolist(),
+                      "item": attacked.item_vocab.tokens[attacked.item].astype(str).tolist(),
+                      "timestamp": attacked.timestamp, "value": attacked.value})
+    out_path = Path(out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    if out_path.suffix in (".parquet", ".pq"):
+        pq.write_table(table, out_path)
+    elif out_path.suffix == ".csv":
+        pacsv.write_csv(table, out_path)
+    else:
+        raise UserError(f"--out {out}: expected a .csv or .parquet file name")
+    Path(truth_out).write_text("".join(f"{user}\t{kind}\n" for user, kind in truth.items()))
+    counts = {kind: sum(1 for k in truth.values() if k == kind) for kind in dict.fromkeys(truth.values())}
+    console.print(f"{len(attacked):,} events ({len(attacked) - len(interactions):,} injected) of "
+                  f"{attacked.num_users:,} users written to {out}; injected: "
+                  + ", ".join(f"{count} {kind}" for kind, count in counts.items()) + f"; truth in {truth_out}",
+                  highlight=False)
+
+
 def _metrics_table(results: dict, title: str):
     from rich.table import Table
 
@@ -399,8 +449,11 @@ def report_command(dirs, workdir, compare, out, users, analysis_dirs):
 @click.option("--rank-by", default="isolation_forest", show_default=True,
               help="The method that orders the list: isolation_forest, reconstruction, latent_kl (Mult-VAE) or "
                    "combined (the mean rank percentile of the methods).")
+@click.option("--truth", "truth_path", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="TSV user<TAB>kind of known anomalous users (stjax data attack writes one): each method is "
+                   "measured against it, overall and per kind.")
 @_user_errors
-def anomalies_command(workdir, top, as_json, no_model, seed, rank_by):
+def anomalies_command(workdir, top, as_json, no_model, seed, rank_by, truth_path):
     """The most suspicious users of a run: an isolation forest over per-user behaviour (volume,
     regularity, bursts, breadth, popularity, ratings) and, for Mult-VAE/Mult-DAE runs, the model's
     surprise at each user; which behaviour is off. Writes WORKDIR/analysis/anomalies.json."""
@@ -418,15 +471,27 @@ def anomalies_command(workdir, top, as_json, no_model, seed, rank_by):
             model, _ = load_model(folder.path)
     try:
         output = analyse_run(folder, model, top, seed, rank_by)
-        truth = synthetic_truth(folder.config())
+        if truth_path is not None:
+            truth = _read_truth(Path(truth_path))
+            output["truth"] = f"the users of {truth_path}"
+        else:
+            planted = synthetic_truth(folder.config())
+            truth = None if planted is None else {user: "planted" for user in planted}
+            if truth is not None:
+                output["truth"] = "the synthetic generator's planted anomalous users (bursts and bots)"
         if truth is not None:
             users = list(output["scores"][rank_by])
-            planted = np.asarray([u in truth for u in users])
-            output["evaluation"] = {name: evaluate(np.asarray([scores[u] for u in users]), planted)
+            anomalous = np.asarray([u in truth for u in users])
+            output["evaluation"] = {name: evaluate(np.asarray([scores[u] for u in users]), anomalous)
                                     for name, scores in output["scores"].items()}
-            output["truth"] = "the synthetic generator's planted anomalous users (bursts and bots)"
+            kinds = sorted(set(truth.values()))
+            if len(kinds) > 1:  # each kind against the genuine users alone
+                output["evaluation_by_kind"] = {
+                    kind: {name: evaluate(np.asarray([scores[u] for u in users if truth.get(u, kind) == kind]),
+                                          np.asarray([u in truth for u in users if truth.get(u, kind) == kind]))
+                           for name, scores in output["scores"].items()} for kind in kinds}
             for row in output["top"]:
-                row["planted"] = row["user"] in truth
+                row["known"] = row["user"] in truth
     except AnomalyError as err:
         raise UserError(str(err)) from None
     (folder.path / "analysis").mkdir(exist_ok=True)
@@ -441,13 +506,30 @@ def anomalies_command(workdir, top, as_json, no_model, seed, rank_by):
         table.add_column(column, justify="right" if column in ("rank", "score") else "left")
     for rank, row in enumerate(output["top"], 1):
         off = "; ".join(f"{o['feature']} {o['value']:.3g} (median {o['median']:.3g}, z {o['z']:+.1f})" for o in row["off"])
-        table.add_row(str(rank), row["user"] + (" (planted)" if row.get("planted") else ""), f"{row['score']:.3f}", off)
+        table.add_row(str(rank), row["user"] + (" (known)" if row.get("known") else ""), f"{row['score']:.3f}", off)
     console.print(table)
     for name, e in output.get("evaluation", {}).items():
-        console.print(f"{name} against the {e['anomalous']} planted users: ROC-AUC {e['roc_auc']:.3f}, "
+        console.print(f"{name} against the {e['anomalous']} known anomalous users: ROC-AUC {e['roc_auc']:.3f}, "
                       f"PR-AUC {e['pr_auc']:.3f}, precision@20 {e['precision@20']:.2f}, recall@20 {e['recall@20']:.2f}",
                       highlight=False)
+    for kind, methods in output.get("evaluation_by_kind", {}).items():
+        console.print(f"{kind}: " + ", ".join(f"{name} ROC-AUC {e['roc_auc']:.3f}" for name, e in methods.items()),
+                      highlight=False)
     err_console.print(f"written: {folder.path / 'analysis' / 'anomalies.json'}", highlight=False)
+
+
+def _read_truth(path: Path) -> dict[str, str]:
+    truth = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        user, _, kind = line.partition("\t")
+        if not user:
+            raise UserError(f"{path}:{number}: expected user<TAB>kind, found {line!r}")
+        truth[user] = kind or "anomalous"
+    if not truth:
+        raise UserError(f"{path}: no users listed")
+    return truth
 
 
 @main.group()
@@ -531,6 +613,53 @@ def analyze_drift(data, interest, area_resolution, window, region_resolution, mi
     console.print(table)
     console.print(f"{len(output['diverging'])} (region, window) cells diverge from everyone (q <= 0.05); "
                   f"written: {', '.join(str(path) for path in written)}", highlight=False)
+
+
+@analyze.command("forecast")
+@click.option("--data", "data", required=True, help="synthetic, ml-100k, ml-1m or foursquare-nyc.")
+@click.option("--horizon", default=7, show_default=True, type=click.IntRange(1), help="Days forecast per fold.")
+@click.option("--folds", default=8, show_default=True, type=click.IntRange(1), help="Rolling origins.")
+@click.option("--models", default=",".join(("SeasonalNaive", "AutoETS", "AutoARIMA", "AutoTheta")), show_default=True,
+              help="statsforecast models, comma-separated.")
+@click.option("--min-events", default=1000, show_default=True, type=click.IntRange(1),
+              help="foursquare-nyc: H3 cells with fewer check-ins are left out.")
+@click.option("--data-dir", default="data", show_default=True, help="Where named data sets are fetched.")
+@click.option("--out", default="analysis", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for forecast.json and its figures.")
+@_user_errors
+def analyze_forecast(data, horizon, folds, models, min_events, data_dir, out):
+    """Daily behaviour volume as a panel of series (genres, H3 cells, regions), a rolling-origin
+    backtest of statsforecast's SeasonalNaive, AutoETS, AutoARIMA and AutoTheta: MAE, RMSE, sMAPE,
+    MASE and interval coverage."""
+    from rich.table import Table
+
+    from stjax.analysis.forecast import ForecastError, forecast
+    from stjax.progress import rate_bar
+
+    interactions, _ = _analysis_log(data, 6, data_dir)
+    bar = rate_bar("backtest folds", folds, "folds", stderr=True) if sys.stderr.isatty() else None
+    if bar:
+        bar[0].start()
+    try:
+        output = forecast(interactions, data, horizon, folds, [m.strip() for m in models.split(",") if m.strip()],
+                          min_events, progress=(lambda done, total: bar[0].update(bar[1], completed=done))
+                          if bar else None)
+    except ForecastError as err:
+        raise UserError(str(err)) from None
+    finally:
+        if bar:
+            bar[0].stop()
+    written = _write_analysis(Path(out), "forecast", output)
+    table = Table(title=f"{data}: {output['definition']} ({len(output['series'])} series, {output['days']} days); "
+                        f"{folds} folds x {horizon} days")
+    measures = ["mae", "rmse", "smape", "mase", "coverage-80", "coverage-95"]
+    table.add_column("model")
+    for measure in measures:
+        table.add_column(measure, justify="right")
+    for name, values in sorted(output["models"].items(), key=lambda kv: kv[1]["mase"]):
+        table.add_row(name, *[f"{values[m]:.3f}" for m in measures])
+    console.print(table)
+    console.print(f"written: {', '.join(str(path) for path in written)}", highlight=False)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,8 @@ def test_measures_against_pair_counts():
     top = np.argsort(-scores)[:20]
     assert result["precision@20"] == truth[top].sum() / 20
     assert result["recall@20"] == truth[top].sum() / truth.sum()
+    count = int(truth.sum())
+    assert result["r_precision"] == truth[np.argsort(-scores)[:count]].sum() / count
     np.testing.assert_allclose(percentiles(np.array([3.0, 1.0, 2.0, 2.0])), [1.0, 0.0, 0.5, 0.5])
 
 

@@ -167,8 +167,9 @@ def detect(users: np.ndarray, names: list[str], features: np.ndarray, methods: d
 
 
 def evaluate(scores: np.ndarray, truth: np.ndarray, ks: tuple[int, ...] = (10, 20, 50)) -> dict:
-    """precision@k and recall@k of the k highest scores, ROC-AUC and PR-AUC (average precision)
-    against truth (bool[U], True = planted or injected)."""
+    """precision@k and recall@k of the k highest scores, R-precision (precision at k = the number of
+    anomalous users), ROC-AUC and PR-AUC (average precision) against truth (bool[U], True =
+    planted or injected)."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     truth = np.asarray(truth, bool)
@@ -177,6 +178,7 @@ def evaluate(scores: np.ndarray, truth: np.ndarray, ks: tuple[int, ...] = (10, 2
     order = np.argsort(-scores, kind="stable")
     out = {"roc_auc": float(roc_auc_score(truth, scores)), "pr_auc": float(average_precision_score(truth, scores)),
            "anomalous": int(truth.sum())}
+    out["r_precision"] = int(truth[order[:int(truth.sum())]].sum()) / int(truth.sum())
     for k in ks:
         hits = int(truth[order[:k]].sum())
         out[f"precision@{k}"] = hits / k

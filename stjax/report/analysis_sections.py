@@ -75,17 +75,23 @@ def render_anomalies(output: dict, section: Section) -> None:
     section.intro = (f"{output['users']:,} users of the run scored by {methods} (combined: the mean rank percentile "
                      f"over the methods); listed by {rank_by}.")
     scores = np.array(list(output["scores"][rank_by].values()), float)
-    planted = {row["user"] for row in output["top"] if row.get("planted")}
+    known = {row["user"] for row in output["top"] if row.get("known")}
     section.figures.append(figures.histogram(
         "Anomaly scores of all users", f"the {rank_by} score of every user of the run; the most unusual are listed "
         "below", scores, f"{rank_by} score (higher: more unusual)", "users"))
     section.tables.append(Table(f"The {len(output['top'])} most unusual users",
                                 ["rank", "user", "score", "what is off (value, median, robust z)"],
-                                [[str(rank), row["user"] + (" (planted)" if row["user"] in planted else ""),
+                                [[str(rank), row["user"] + (" (known anomalous)" if row["user"] in known else ""),
                                   f"{row['score']:.3f}",
                                   "; ".join(f"{o['feature']} {o['value']:.3g} ({o['median']:.3g}, {o['z']:+.1f})"
                                             for o in row["off"])]
                                  for rank, row in enumerate(output["top"], 1)]))
+    for kind, methods in output.get("evaluation_by_kind", {}).items():
+        measures = ["roc_auc", "pr_auc", "precision@20", "recall@20"]
+        section.tables.append(Table(f"Injected {kind} users against the genuine ones", ["method", *measures],
+                                    [[method, *[f"{values[m]:.3f}" for m in measures]]
+                                     for method, values in methods.items()],
+                                    f"{next(iter(methods.values()))['anomalous']} {kind} users"))
     evaluation = output.get("evaluation")
     if evaluation:
         measures = [name for name in next(iter(evaluation.values())) if name != "anomalous"]
@@ -97,3 +103,33 @@ def render_anomalies(output: dict, section: Section) -> None:
 
 
 register_analysis(Analysis("anomalies.json", "Analysis: anomalous users", render_anomalies))
+
+
+def render_forecast(output: dict, section: Section) -> None:
+    horizon, cutoffs = output["horizon"], output["cutoffs"]
+    section.intro = (f"{output['source']}: {output['definition']}; {len(output['series'])} series of "
+                     f"{output['days']:,} days. Rolling-origin backtest: {len(cutoffs)} folds of {horizon} days with "
+                     f"an expanding window (cutoffs at day {cutoffs[0]} to {cutoffs[-1]} of the panel). MASE is scaled "
+                     f"by each fold's in-sample seasonal-naive error at lag {output['season']}. "
+                     f"{output.get('not_included', '')}.")
+    measures = ["mae", "rmse", "smape", "mase", "coverage-80", "coverage-95"]
+    section.tables.append(Table("Backtest, averaged over series and folds", ["model", *measures],
+                                [[name, *[f"{values[m]:.3f}" for m in measures]]
+                                 for name, values in sorted(output["models"].items(), key=lambda kv: kv[1]["mase"])],
+                                f"best by MASE: {output['best_by_mase']}; coverage: the share of actual days inside "
+                                "the 80% and 95% intervals"))
+    best = output["last_fold"][output["best_by_mase"]]
+    history = np.array(output["history"], float)
+    start = output["history_start"]
+    cutoff = cutoffs[-1]
+    days = np.arange(start, start + history.shape[1])
+    ahead = np.arange(cutoff, cutoff + horizon)
+    for row in range(min(3, len(output["series"]))):
+        section.figures.append(figures.forecast_plot(
+            f"{output['series'][row]}: the last fold", f"daily volume before and after the last cutoff (day {cutoff}) "
+            f"and {output['best_by_mase']}'s forecast with its 95% interval", days, history[row], ahead,
+            np.array(best["mean"][row]), np.array(best["lo-95"][row]), np.array(best["hi-95"][row]),
+            f"day ({output['day_unit']}, counted in the panel)", "events per day"))
+
+
+register_analysis(Analysis("forecast.json", "Analysis: forecasts of behaviour volume", render_forecast))

@@ -163,3 +163,19 @@ def histogram(title: str, caption: str, values: np.ndarray, xlabel: str, ylabel:
         ax.set_ylabel(ylabel)
 
     return _figure(title, caption, draw)
+
+
+def forecast_plot(title: str, caption: str, days: np.ndarray, actual: np.ndarray, ahead: np.ndarray,
+                  mean: np.ndarray, low: np.ndarray, high: np.ndarray, xlabel: str, ylabel: str) -> Figure:
+    """Actual values with a forecast and its interval over the days `ahead`."""
+
+    def draw(ax):
+        ax.plot(days, actual, color="#333333", linewidth=1.2, label="actual")
+        ax.fill_between(ahead, low, high, color="#1f78b4", alpha=0.2, linewidth=0, label="95% interval")
+        ax.plot(ahead, mean, color="#1f78b4", linewidth=1.6, marker="o", markersize=3, label="forecast")
+        ax.axvline(ahead[0] - 0.5, color="#d95f02", linestyle="--", linewidth=1)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=8)
+
+    return _figure(title, caption, draw)
