@@ -662,5 +662,73 @@ def analyze_forecast(data, horizon, folds, models, min_events, data_dir, out):
     console.print(f"written: {', '.join(str(path) for path in written)}", highlight=False)
 
 
+def _cluster_range(text: str) -> list[int]:
+    low, _, high = text.partition("-")
+    try:
+        ks = list(range(int(low), int(high or low) + 1))
+    except ValueError:
+        ks = []
+    if not ks or ks[0] < 2:
+        raise UserError(f"--clusters {text}: expected K or LOW-HIGH with 2 <= LOW <= HIGH, e.g. 2-10")
+    return ks
+
+
+@analyze.command("profiles")
+@click.option("--data", "data", required=True, help="synthetic, ml-100k, ml-1m, foursquare-nyc or a file.")
+@click.option("--vectors", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Parquet of user vectors (stjax export) to cluster instead of behaviour vectors.")
+@click.option("--blocks", default=None, help="Behaviour blocks, comma-separated: interest, hours, weekdays, place, "
+                                             "activity (default: all the data have).")
+@click.option("--interest", default="auto", show_default=True,
+              type=click.Choice(["auto", "genre", "category", "area", "region"]))
+@click.option("--clusters", default="2-10", show_default=True, help="Numbers of kinds tried (silhouette picks one).")
+@click.option("--window", default="quarter", show_default=True, help="Windows of the membership over time.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--data-dir", default="data", show_default=True, help="Where named data sets are fetched.")
+@click.option("--out", default="analysis", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for profiles.json and its figures.")
+@_user_errors
+def analyze_profiles(data, vectors, blocks, interest, clusters, window, seed, data_dir, out):
+    """Kinds of users: k-means over behaviour (or a model's user vectors), the number of kinds chosen
+    by the silhouette, each kind's interests, regions, hours, weekday and activity, and how users
+    move between kinds over time windows."""
+    from rich.table import Table
+
+    from stjax.analysis.drift import DriftError
+    from stjax.analysis.profiles import ProfileError, profiles
+
+    interactions, _ = _analysis_log(data, 6, data_dir)
+    given = None
+    if vectors is not None:
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(vectors, columns=["user", "vector"])
+        except Exception as err:  # pyarrow raises several types for a file that is not this Parquet
+            raise UserError(f"--vectors {vectors}: not a Parquet file with columns user, vector ({err})") from None
+        given = (np.asarray(table["user"].to_pylist(), dtype=object),
+                 np.asarray(table["vector"].to_pylist(), np.float32))
+    try:
+        output = profiles(interactions, interest, _cluster_range(clusters), window, seed, given,
+                          blocks=tuple(b.strip() for b in blocks.split(",")) if blocks else None)
+    except (ProfileError, DriftError) as err:
+        raise UserError(str(err)) from None
+    written = _write_analysis(Path(out), "profiles", output)
+    table = Table(title=f"{data}: {output['kinds']} kinds of {output['users']:,} users from {output['vectors']} "
+                        f"(silhouette {output['silhouette'][str(output['kinds'])]:.3f})")
+    for column in ("kind", "users", "top interests (lift)", "top regions", "peak hours UTC", "weekday", "median events"):
+        table.add_column(column)
+    for kind in output["profiles"]:
+        table.add_row(str(kind["kind"]), f"{kind['users']:,}",
+                      ", ".join(f"{i['label']} ({i['lift']:.2f})" for i in kind["top_interests"]),
+                      ", ".join(r["region"] for r in kind["top_regions"]), kind["peak_hours_utc"], kind["peak_weekday"],
+                      f"{kind['median_events']:.0f}")
+    console.print(table)
+    if "stay_rate" in output:
+        console.print(f"over {len(output['window_starts'])} {window} windows: {output['stay_rate']:.1%} of consecutive "
+                      f"active windows keep a user's kind ({output['moves']:,} moves)", highlight=False)
+    console.print(f"written: {', '.join(str(path) for path in written)}", highlight=False)
+
+
 if __name__ == "__main__":
     main()

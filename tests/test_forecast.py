@@ -9,7 +9,14 @@ import pytest
 from click.testing import CliRunner
 
 import stjax.analysis.forecast as forecasting
-from stjax.analysis.forecast import ForecastError, backtest, folds, panel, scores, statistical_forecasts
+from stjax.analysis.forecast import (
+    ForecastError,
+    backtest,
+    folds,
+    panel,
+    scores,
+    statistical_forecasts,
+)
 from stjax.cli import main
 from stjax.data.table import make_log
 

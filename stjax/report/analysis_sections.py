@@ -133,3 +133,43 @@ def render_forecast(output: dict, section: Section) -> None:
 
 
 register_analysis(Analysis("forecast.json", "Analysis: forecasts of behaviour volume", render_forecast))
+
+
+def render_profiles(output: dict, section: Section) -> None:
+    k = output["kinds"]
+    section.intro = (f"{output['users']:,} users clustered by k-means on {output['vectors']}; {k} kinds, the number "
+                     f"with the largest silhouette ({output['silhouette'][str(k)]:.3f}).")
+    ks = sorted(int(key) for key in output["silhouette"])
+    section.figures.append(figures.curves("Choosing the number of kinds", "silhouette of the k-means solution for each "
+                                          "number of kinds tried (larger: better separated)",
+                                          [("silhouette", np.array(ks), np.array([output["silhouette"][str(x)]
+                                                                                  for x in ks]))],
+                                          "number of kinds", "silhouette (-1 to 1)", marker_x=k,
+                                          marker_label=f"chosen: {k}"))
+    section.tables.append(Table("The kinds of users", ["kind", "users", "top interests (share, lift)", "top regions",
+                                                       "peak hours (UTC)", "peak weekday", "median events"],
+                                [[str(p["kind"]), f"{p['users']:,}",
+                                  ", ".join(f"{i['label']} ({i['share']:.2f}, {i['lift']:.2f})" for i in p["top_interests"]),
+                                  ", ".join(f"{r['region']} ({r['share']:.2f})" for r in p["top_regions"]),
+                                  p["peak_hours_utc"], p["peak_weekday"], f"{p['median_events']:.0f}"]
+                                 for p in output["profiles"]]))
+    if "kind_sizes_by_window" in output:
+        sizes = np.array(output["kind_sizes_by_window"], float)
+        starts = np.array(output["window_starts"], np.int64)
+        shares = sizes / np.maximum(sizes.sum(axis=1, keepdims=True), 1)
+        section.figures.append(figures.bands(
+            "Kinds over time", f"share of each {output['window']}'s active users in each kind (each window's events "
+            "alone, assigned to the nearest centre)",
+            [(f"kind {kind}", starts, shares[:, kind], shares[:, kind], shares[:, kind]) for kind in range(k)],
+            "window start (UTC)", "share of active users"))
+        section.notes.append(f"{output['stay_rate']:.1%} of a user's consecutive active windows keep their kind "
+                             f"({output['moves']:,} moves)")
+        section.tables.append(Table("Who moves where", ["from \\ to", *[f"kind {j}" for j in range(k)]],
+                                    [[f"kind {i}", *[f"{value:,}" for value in row]]
+                                     for i, row in enumerate(output["transitions"])],
+                                    "users in a kind in one window and in a kind in the next"))
+    else:
+        section.notes.append("no membership over time: a model's vectors are one per user, not per window")
+
+
+register_analysis(Analysis("profiles.json", "Analysis: user profiles", render_profiles))

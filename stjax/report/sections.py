@@ -56,34 +56,13 @@ class Run:
         self.model = str(self.record.get("model", self.config.model.name))
         results_path = folder.path / "results.json"
         self.results = read_json(results_path, "the run's results") if results_path.exists() else None
-        self.lines = read_metrics(folder)
+        self.lines = folder.metrics()
         self.rows = folder.rows("test")
 
     @property
     def metric(self) -> str:
         """The run's selection metric without an evaluator prefix (`fold_in/ndcg@100` -> `ndcg@100`)."""
         return str(self.config.eval.metric).rpartition("/")[2]
-
-
-def read_metrics(folder: RunFolder) -> list[dict]:
-    """metrics.jsonl's records; a torn last line (a run killed mid-write) is skipped."""
-    path = folder.metrics_path
-    if not path.exists():
-        return []
-    lines = path.read_text(errors="replace").splitlines()
-    records = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if number == len(lines):
-                continue
-            raise RunError(f"{path}:{number}: not a metrics record") from None
-        if isinstance(record, dict) and "step" in record:
-            records.append(record)
-    return records
 
 
 def _number(value) -> str:

@@ -211,14 +211,14 @@ class RunFolder:
                 raise RunError(f"{self.path} holds a run with a different '{section}' config; resume needs the same "
                                f"config (use another --workdir)")
 
-    def truncate_metrics(self, step: int, log) -> None:
-        """Keeps the lines of steps <= `step` (all of them go when step is 0). A torn last line (a kill
-        during a write) is dropped with a note; garbage elsewhere is an error naming the line."""
+    def _metric_lines(self, log=None) -> list[tuple[str, dict]]:
+        """(line, record) of each metrics.jsonl line; a torn last line (a kill during a write) is
+        dropped (with a note to `log`); garbage elsewhere is an error naming the line."""
         path = self.metrics_path
-        if not path.exists() or not is_writer():
-            return
+        if not path.exists():
+            return []
         lines = path.read_text(errors="replace").splitlines()
-        kept = []
+        parsed = []
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
@@ -228,12 +228,23 @@ class RunFolder:
                     raise ValueError("not an object")
             except ValueError as err:
                 if number == len(lines):
-                    log(f"{path}:{number}: dropped a torn last line")
+                    if log is not None:
+                        log(f"{path}:{number}: dropped a torn last line")
                     continue
                 raise RunError(f"{path}:{number}: not a metrics record ({err}); delete the file to go on") from None
-            if int(entry.get("step", 0)) <= step:
-                kept.append(line)
-        path.write_text("".join(line + "\n" for line in kept))
+            parsed.append((line, entry))
+        return parsed
+
+    def metrics(self) -> list[dict]:
+        """metrics.jsonl's records (a line per log step and per evaluation), in order."""
+        return [entry for _, entry in self._metric_lines() if "step" in entry]
+
+    def truncate_metrics(self, step: int, log) -> None:
+        """Keeps the lines of steps <= `step` (all of them go when step is 0); see `_metric_lines`."""
+        if not self.metrics_path.exists() or not is_writer():
+            return
+        kept = [line for line, entry in self._metric_lines(log) if int(entry.get("step", 0)) <= step]
+        self.metrics_path.write_text("".join(line + "\n" for line in kept))
 
     def lock(self) -> WorkdirLock:
         return WorkdirLock(self.path)
