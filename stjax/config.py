@@ -207,9 +207,10 @@ def base_config(model: str, source: str = "synthetic") -> ml_collections.ConfigD
         logical_axis_rules=(("batch", "data"), ("vocab", "model"))))
     # One optimizer per parameter group: learning_rate 0 = train.learning_rate, optimizer and
     # schedule "" = train's; every = k applies the group's update on one step in k (k
-    # discriminator steps per generator step: every=k on the generator; skipped steps cost nothing).
+    # discriminator steps per generator step: every=k on the generator; skipped steps cost nothing);
+    # pattern, a cycle such as "1110", updates on the steps marked 1 instead (alternating groups).
     config.train.groups = ml_collections.ConfigDict(
-        {group: ml_collections.ConfigDict(dict(learning_rate=0.0, optimizer="", schedule="", every=1))
+        {group: ml_collections.ConfigDict(dict(learning_rate=0.0, optimizer="", schedule="", every=1, pattern=""))
          for group in spec.groups})
     config.eval = ml_collections.ConfigDict(dict(
         # ranking: the split's validation/test users (full or sampled mode); fold_in: held-out users.

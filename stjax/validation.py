@@ -18,6 +18,12 @@ class ConfigError(Exception):
     """A bad config file, key, value or override (a user error)."""
 
 
+def _pattern(value):
+    if not isinstance(value, str) or (value and (set(value) - {"0", "1"} or "1" not in value)):
+        return "a cycle of 0 and 1 with at least one 1 (e.g. '1110'), or '' for every step"
+    return None
+
+
 def _subset_of(*choices) -> Check:
     def check(value):
         items = list(value) if isinstance(value, (tuple, list)) else None
@@ -69,7 +75,8 @@ def schema() -> dict[str, Check]:
         "train.num_devices": integer(0), "train.model_parallel": integer(1),
         "train.item_rows_multiple": integer(1), "train.logical_axis_rules": _rules,
         "train.groups.*.learning_rate": number(0.0), "train.groups.*.every": integer(1),
-        "train.groups.*.optimizer": one_of("", "adam", "adamw"), "train.groups.*.schedule": one_of("", "cosine", "constant"),
+        "train.groups.*.optimizer": one_of("", "adam", "adamw", "sgd"),
+        "train.groups.*.schedule": one_of("", "cosine", "constant"), "train.groups.*.pattern": _pattern,
         "eval.evaluators": _subset_of(*EVALUATORS.keys()), "eval.ks": _ks, "eval.metric": nonempty_text,
         "eval.batch_size": integer(1), "eval.max_score_block": integer(0),
         "eval.mode": one_of("full", "sampled"), "eval.num_negatives": integer(1),

@@ -41,12 +41,16 @@ class EveryKState(NamedTuple):
     inner: Any
 
 
-def every_k_steps(inner: optax.GradientTransformation, every: int) -> optax.GradientTransformation:
+def every_k_steps(inner: optax.GradientTransformation, every: int, pattern: str = "") -> optax.GradientTransformation:
     """Applies `inner` on one step in `every` (the last of each period) and leaves parameters and
     `inner`'s state untouched on the others: k discriminator steps per generator step is the
-    generator's group with every=k. A `lax.cond`, so a skipped step runs no update at all (its
-    moments, clipping and schedule are not computed and thrown away)."""
-    if every <= 1:
+    generator's group with every=k. `pattern` (a cycle of '1' and '0', e.g. "1110") instead applies
+    it on the steps whose place in the cycle is '1': alternating updates (RecVAE's encoder "1110",
+    decoder "0001"). A `lax.cond`, so a skipped step runs no update at all (its moments, clipping
+    and schedule are not computed and thrown away)."""
+    if pattern:
+        cycle = jnp.asarray([char == "1" for char in pattern])
+    elif every <= 1:
         return inner
 
     def init(params):
@@ -61,7 +65,7 @@ def every_k_steps(inner: optax.GradientTransformation, every: int) -> optax.Grad
             grads, inner_state = operands
             return jax.tree_util.tree_map(jnp.zeros_like, grads), inner_state
 
-        take = (state.count + 1) % every == 0
+        take = cycle[state.count % len(pattern)] if pattern else (state.count + 1) % every == 0
         new_updates, new_inner = jax.lax.cond(take, apply, skip, (updates, state.inner))
         return new_updates, EveryKState(state.count + 1, new_inner)
 
@@ -90,15 +94,19 @@ def group_optimizer(config, group: str, total_steps: int) -> optax.GradientTrans
     schedule_name = settings.get("schedule", "") or config.schedule
     schedule = _schedule(config, lr, total_steps, schedule_name)
     name = settings.get("optimizer", "") or config.optimizer
+    if name == "sgd":
+        # Plain steps, never clipped: with learning rate 1 and the loss 1/2 |p - stop_gradient(q)|^2
+        # a step sets p to q exactly (how RecVAE's prior keeps a copy of the encoder).
+        return every_k_steps(optax.sgd(schedule), int(settings.every), settings.get("pattern", ""))
     if name == "adamw":
         base = optax.adamw(schedule, b1=0.9, b2=0.98, weight_decay=float(config.weight_decay))
     elif name == "adam":
         base = optax.adam(schedule, b1=0.9, b2=0.98)
     else:
-        raise ValueError(f"unknown optimizer {name!r}; expected adam or adamw")
+        raise ValueError(f"unknown optimizer {name!r}; expected adam, adamw or sgd")
     clip = float(config.clip_norm or 0.0)
     tx = optax.chain(optax.clip_by_global_norm(clip), base) if clip else base
-    return every_k_steps(tx, int(settings.every))
+    return every_k_steps(tx, int(settings.every), settings.get("pattern", ""))
 
 
 def param_labels(spec, params) -> Any:
