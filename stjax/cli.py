@@ -467,7 +467,8 @@ def anomalies_command(workdir, top, as_json, no_model, seed, rank_by, truth_path
     if not no_model:
         from stjax import models
 
-        if models.get(folder.record()["model"]).example_scores is not None:
+        spec = models.REGISTRY.get(str(folder.record().get("model")))
+        if spec is not None and spec.example_scores is not None:
             model, _ = load_model(folder.path)
     try:
         output = analyse_run(folder, model, top, seed, rank_by)
