@@ -2,24 +2,14 @@
 
     stjax train --config experiments/recvae_ml1m.py --workdir runs/recvae_ml1m
 
-Protocol: `stjax.config.mult_vae_protocol`; training: the paper's Adam at 5e-4, batches of 500
-users, gamma 0.005, alternating updates step by step (encoder "1110"; decoder "0001"; the prior,
-a copy of the encoder, "0001" with SGD at learning rate 1), validation every 5 epochs with
-patience 5, up to 200 epochs. Result: the README's held-out-users table.
+Protocol: `stjax.config.mult_vae_protocol`; training: `stjax.config.recvae_training` (the paper's
+Adam at 5e-4, batches of 500 users, gamma 0.005, alternating updates; validation every 5 epochs
+with patience 5, up to 200 epochs). Result: the README's held-out-users table.
 """
 
-from stjax.config import base_config, mult_vae_protocol, mult_vae_training, tiny_held_out, variant
+from stjax.config import base_config, mult_vae_protocol, recvae_training, tiny_held_out, variant
 
 
 def get_config(arg=None):
-    config = mult_vae_training(mult_vae_protocol(base_config("recvae", source="ml-1m"), held_out=600))
-    config.train.learning_rate = 5e-4
-    config.train.clip_norm = 0.0
-    groups = config.train.groups
-    groups.encoder.pattern = "1110"
-    groups.decoder.pattern = "0001"
-    groups.prior.pattern = "0001"
-    groups.prior.optimizer = "sgd"
-    groups.prior.learning_rate = 1.0
-    groups.prior.schedule = "constant"
+    config = recvae_training(mult_vae_protocol(base_config("recvae", source="ml-1m"), held_out=600))
     return variant(config, arg, {"tiny": tiny_held_out})

@@ -252,6 +252,23 @@ def mult_vae_training(config: ml_collections.ConfigDict) -> ml_collections.Confi
     return config
 
 
+def recvae_training(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """RecVAE's training (Shenbin et al., WSDM 2020) over `mult_vae_training`: Adam at 5e-4 without
+    clipping, alternating updates step by step (encoder "1110"; decoder "0001"; the prior, a copy
+    of the encoder, "0001" by SGD at learning rate 1: see `stjax/models/recvae.py`)."""
+    config = mult_vae_training(config)
+    config.train.learning_rate = 5e-4
+    config.train.clip_norm = 0.0
+    groups = config.train.groups
+    groups.encoder.pattern = "1110"
+    groups.decoder.pattern = "0001"
+    groups.prior.pattern = "0001"
+    groups.prior.optimizer = "sgd"
+    groups.prior.learning_rate = 1.0
+    groups.prior.schedule = "constant"
+    return config
+
+
 def tiny_held_out(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """`tiny` for a held-out-users experiment: 10 + 10 held-out synthetic users, K up to 20."""
     config = tiny(config)
