@@ -221,3 +221,16 @@ def test_cli_report_and_its_user_errors(runs, tmp_path):
         result = runner.invoke(main, args)
         assert result.exit_code == 2 and message in result.output, (args, result.output)
         assert "Traceback" not in result.output
+
+
+def test_history_bins_cover_every_row_with_integer_edges():
+    from stjax.report.sections import history_bins
+
+    lengths = np.array([1, 2, 3, 4, 10, 20, 30])
+    index, labels = history_bins(lengths)
+    assert labels == ["1-1", "2-2", "3-7", "8-17", "18-30"]
+    for length, bin_ in zip(lengths, index):  # each row's length is inside its bin's label
+        low, high = map(int, labels[bin_].split("-"))
+        assert low <= length <= high
+    index, labels = history_bins(np.array([5, 5, 5]))  # one length: one bin, not an empty one
+    assert labels == ["5-5"] and index.tolist() == [0, 0, 0]

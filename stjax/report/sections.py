@@ -208,6 +208,8 @@ def history_bins(lengths: np.ndarray, count: int = 5) -> tuple[np.ndarray, list[
     """Up to `count` bins of about equal numbers of rows, by history length (integer edges)."""
     edges = np.unique(np.quantile(lengths, np.linspace(0, 1, count + 1)).round().astype(int)) if len(lengths) else \
         np.array([0, 1])
+    if len(edges) < 2:  # every row has the same length: one bin
+        edges = np.array([int(lengths.min()), int(lengths.max())])
     edges[-1] = max(edges[-1], int(lengths.max(initial=0))) + 1
     index = np.clip(np.searchsorted(edges, lengths, side="right") - 1, 0, len(edges) - 2)
     labels = [f"{edges[i]}-{edges[i + 1] - 1}" for i in range(len(edges) - 1)]
