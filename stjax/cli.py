@@ -119,21 +119,27 @@ def data_validate(path, format_, columns, repair_out):
 
 def _write_log(loaded, out: Path) -> None:
     import pyarrow as pa
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
 
     if loaded.log is None:
         table = pa.table({"source": loaded.edges.senders.tolist(), "target": loaded.edges.receivers.tolist(),
                           "weight": loaded.edges.weight})
     else:
         table = loaded.log.to_arrow()
+    _write_table(table, out, "--repair")
+
+
+def _write_table(table, out: Path, option: str) -> None:
+    """An Arrow table as .parquet, .csv or .tsv by `out`'s suffix (its folder created)."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    if out.suffix not in (".parquet", ".pq", ".csv", ".tsv"):
+        raise UserError(f"{option} {out}: expected a .parquet, .csv or .tsv file name")
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix in (".parquet", ".pq"):
         pq.write_table(table, out)
-    elif out.suffix in (".csv", ".tsv"):
-        pacsv.write_csv(table, out, pacsv.WriteOptions(delimiter="\t" if out.suffix == ".tsv" else ","))
     else:
-        raise UserError(f"--repair {out}: expected a .parquet, .csv or .tsv file name")
+        pacsv.write_csv(table, out, pacsv.WriteOptions(delimiter="\t" if out.suffix == ".tsv" else ","))
 
 
 @data.command("stats")
@@ -162,7 +168,7 @@ def data_stats(path, format_, columns, as_json, region_resolution):
 
 @data.command("attack")
 @click.argument("source")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The attacked log (.csv or .parquet).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The attacked log (.csv, .tsv or .parquet).")
 @click.option("--truth", "truth_out", required=True, type=click.Path(dir_okay=False),
               help="TSV of the injected users: user<TAB>kind.")
 @click.option("--kinds", default="random,average,bandwagon,bot", show_default=True,
@@ -178,14 +184,10 @@ def data_attack(source, out, truth_out, kinds, fraction, filler, selected, seed,
     """Inject shilling attackers and bot-like users into SOURCE (a rating log: ml-100k, ml-1m or a
     file), seeded; write the attacked log and the truth, for `stjax anomalies --truth`."""
     import pyarrow as pa
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
 
     from stjax.data.attacks import AttackError, inject
-    from stjax.data.pipeline import load_source
 
-    interactions, _, _ = load_source({"source": source, "data_dir": data_dir},
-                                     log=lambda m: err_console.print(m, highlight=False))
+    interactions = _source_log(source, None, data_dir)
     try:
         attacked, truth = inject(interactions, [k.strip() for k in kinds.split(",") if k.strip()], fraction, filler,
                                  selected, seed=seed)
@@ -194,14 +196,7 @@ def data_attack(source, out, truth_out, kinds, fraction, filler, selected, seed,
     table = pa.table({"user": attacked.user_vocab.tokens[attacked.user].astype(str).tolist(),
                       "item": attacked.item_vocab.tokens[attacked.item].astype(str).tolist(),
                       "timestamp": attacked.timestamp, "value": attacked.value})
-    out_path = Path(out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    if out_path.suffix in (".parquet", ".pq"):
-        pq.write_table(table, out_path)
-    elif out_path.suffix == ".csv":
-        pacsv.write_csv(table, out_path)
-    else:
-        raise UserError(f"--out {out}: expected a .csv or .parquet file name")
+    _write_table(table, Path(out), "--out")
     Path(truth_out).write_text("".join(f"{user}\t{kind}\n" for user, kind in truth.items()))
     counts = {kind: sum(1 for k in truth.values() if k == kind) for kind in dict.fromkeys(truth.values())}
     console.print(f"{len(attacked):,} events ({len(attacked) - len(interactions):,} injected) of "
@@ -459,7 +454,7 @@ def anomalies_command(workdir, top, as_json, no_model, seed, rank_by, truth_path
     surprise at each user; which behaviour is off. Writes WORKDIR/analysis/anomalies.json."""
     from rich.table import Table
 
-    from stjax.analysis.anomalies import AnomalyError, analyse_run, evaluate, synthetic_truth
+    from stjax.analysis.anomalies import AnomalyError, against_truth, analyse_run, synthetic_truth
     from stjax.train.build import load_model
 
     folder = _run_folder(workdir)
@@ -481,18 +476,7 @@ def anomalies_command(workdir, top, as_json, no_model, seed, rank_by, truth_path
             if truth is not None:
                 output["truth"] = "the synthetic generator's planted anomalous users (bursts and bots)"
         if truth is not None:
-            users = list(output["scores"][rank_by])
-            anomalous = np.asarray([u in truth for u in users])
-            output["evaluation"] = {name: evaluate(np.asarray([scores[u] for u in users]), anomalous)
-                                    for name, scores in output["scores"].items()}
-            kinds = sorted(set(truth.values()))
-            if len(kinds) > 1:  # each kind against the genuine users alone
-                output["evaluation_by_kind"] = {
-                    kind: {name: evaluate(np.asarray([scores[u] for u in users if truth.get(u, kind) == kind]),
-                                          np.asarray([u in truth for u in users if truth.get(u, kind) == kind]))
-                           for name, scores in output["scores"].items()} for kind in kinds}
-            for row in output["top"]:
-                row["known"] = row["user"] in truth
+            output = against_truth(output, truth)
     except AnomalyError as err:
         raise UserError(str(err)) from None
     (folder.path / "analysis").mkdir(exist_ok=True)
@@ -538,13 +522,14 @@ def analyze():
     """Analyses of how behaviour evolves: drift of interests by time and region."""
 
 
-def _analysis_log(data: str, region_resolution: int, data_dir: str):
+def _source_log(data: str, region_resolution: int | None, data_dir: str):
+    """The log of `data` as data.source names it (fetched into data_dir on first use)."""
     from stjax.data.pipeline import load_source
 
-    interactions, _, truth = load_source({"source": data, "data_dir": data_dir},
-                                         log=lambda m: err_console.print(m, highlight=False),
-                                         region_resolution=region_resolution)
-    return interactions, truth
+    interactions, _, _ = load_source({"source": data, "data_dir": data_dir},
+                                     log=lambda m: err_console.print(m, highlight=False),
+                                     region_resolution=region_resolution)
+    return interactions
 
 
 def _write_analysis(out: Path, name: str, output: dict) -> list[Path]:
@@ -590,7 +575,7 @@ def analyze_drift(data, interest, area_resolution, window, region_resolution, mi
 
     from stjax.analysis.drift import DriftError, drift
 
-    interactions, _ = _analysis_log(data, region_resolution, data_dir)
+    interactions = _source_log(data, region_resolution, data_dir)
     try:
         output = drift(interactions, interest, window, min_events, bootstrap, seed, max_regions, area_resolution)
     except DriftError as err:
@@ -637,7 +622,7 @@ def analyze_forecast(data, horizon, folds, models, min_events, data_dir, out):
     from stjax.analysis.forecast import ForecastError, forecast
     from stjax.progress import rate_bar
 
-    interactions, _ = _analysis_log(data, 6, data_dir)
+    interactions = _source_log(data, 6, data_dir)
     bar = rate_bar("backtest folds", folds, "folds", stderr=True) if sys.stderr.isatty() else None
     if bar:
         bar[0].start()
@@ -698,7 +683,7 @@ def analyze_profiles(data, vectors, blocks, interest, clusters, window, seed, da
     from stjax.analysis.drift import DriftError
     from stjax.analysis.profiles import ProfileError, profiles
 
-    interactions, _ = _analysis_log(data, 6, data_dir)
+    interactions = _source_log(data, 6, data_dir)
     given = None
     if vectors is not None:
         import pyarrow.parquet as pq

@@ -186,6 +186,27 @@ def evaluate(scores: np.ndarray, truth: np.ndarray, ks: tuple[int, ...] = (10, 2
     return out
 
 
+def against_truth(output: dict, truth: dict[str, str]) -> dict:
+    """`detect`'s output with every method measured against `truth` ({user: kind}): `evaluation`
+    over all known anomalous users, `evaluation_by_kind` (each kind against the genuine users
+    alone) when there are several kinds, and `known` on each listed user."""
+    output = dict(output)
+    users = list(next(iter(output["scores"].values())))
+    anomalous = np.asarray([user in truth for user in users])
+    output["evaluation"] = {name: evaluate(np.asarray([scores[u] for u in users]), anomalous)
+                            for name, scores in output["scores"].items()}
+    kinds = sorted(set(truth.values()))
+    if len(kinds) > 1:
+        output["evaluation_by_kind"] = {}
+        for kind in kinds:
+            keep = [user for user in users if truth.get(user, kind) == kind]
+            labels = np.asarray([user in truth for user in keep])
+            output["evaluation_by_kind"][kind] = {
+                name: evaluate(np.asarray([scores[u] for u in keep]), labels) for name, scores in output["scores"].items()}
+    output["top"] = [row | {"known": row["user"] in truth} for row in output["top"]]
+    return output
+
+
 def analyse_run(folder, model=None, top: int = 20, seed: int = 0, rank_by: str = "isolation_forest") -> dict:
     """`detect` on a run folder (`stjax.runs.RunFolder`): behaviour features of every user of its
     log, the isolation forest, and `model`'s own scores when given (see `model_scores`)."""

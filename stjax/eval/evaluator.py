@@ -147,12 +147,16 @@ class Evaluator:
         history = "" if self.config.get("exclude_history", True) else ", history items ranked too"
         return f"{self.name}: full ranking, {targets}{history}"
 
+    def _device_batches(self, part: str):
+        """The fixed-size batches of `part` on the devices (split over `data` when sharded)."""
+        for batch in eval_batches(self.examples[part], self.batch_size):
+            yield put_global(batch, self.shardings.batch) if self.shardings is not None else \
+                {k: jnp.asarray(v) for k, v in batch.items()}
+
     def evaluate(self, params, part: str, context=None, scoring=None) -> dict[str, float]:
         context = {} if context is None else context
         totals = None
-        for batch in eval_batches(self.examples[part], self.batch_size):
-            batch = put_global(batch, self.shardings.batch) if self.shardings is not None else \
-                {k: jnp.asarray(v) for k, v in batch.items()}
+        for batch in self._device_batches(part):
             result = self.step(params, batch, context, scoring)
             totals = result if totals is None else jax.tree_util.tree_map(jnp.add, totals, result)
         if totals is None:
@@ -173,9 +177,7 @@ class Evaluator:
                                              bool(self.config.get("exclude_history", True)), per_row=True)
         count = len(self.examples[part]["targets"])
         ranks, valid = [], []
-        for batch in eval_batches(self.examples[part], self.batch_size):
-            batch = put_global(batch, self.shardings.batch) if self.shardings is not None else \
-                {k: jnp.asarray(v) for k, v in batch.items()}
+        for batch in self._device_batches(part):
             r, v = self._rank_step(params, batch, context, scoring)
             ranks.append(np.asarray(jax.device_get(r)))
             valid.append(np.asarray(jax.device_get(v)))
