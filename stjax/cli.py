@@ -210,6 +210,13 @@ def _metrics_table(results: dict, title: str):
 
     ks = sorted({int(name.split("@")[1]) for name in results.get("test", {}) if "@" in name})
     table = Table(title=title)
+    if not ks:  # metrics without cut-offs: a forecaster's, time to the next event
+        names = [name for name in results.get("test", {}) if name != "num_users"]
+        for column in ("metric", "valid", "test"):
+            table.add_column(column, justify="left" if column == "metric" else "right")
+        for name in names:
+            table.add_row(name, *[f"{results.get(part, {}).get(name, float('nan')):.4f}" for part in ("valid", "test")])
+        return table
     table.add_column("split")
     table.add_column("metric")
     for k in ks:
@@ -268,8 +275,14 @@ def evaluate_command(workdir, all_items):
     if all_items:
         config.eval.exclude_history = False
     # The data give the held-out events; the graphs and lists the model reads are the run's own
-    # (context.npz), so a trust file changed since training changes nothing here.
-    run = build_run(config, log=lambda m: None, context=folder.context())
+    # (context.npz), so a trust file changed since training changes nothing here. An updated run's
+    # data are the union in the folder itself, not the config's source.
+    if folder.updates():
+        from stjax.train.update import updated_run
+
+        run = updated_run(folder, config, context=folder.context(), log=lambda m: None)
+    else:
+        run = build_run(config, log=lambda m: None, context=folder.context())
     try:
         state, _, step = folder.restore(run.abstract_state(), prefer_best=True,
                                         log=lambda m: err_console.print(m, highlight=False))
@@ -280,6 +293,48 @@ def evaluate_command(workdir, all_items):
     folder.write_rows(evaluators.per_row(state.params, "test", run.context))
     console.print(_metrics_table(results, f"{run.config.model.name}: checkpoint step {step}"))
     click.echo(json.dumps({"valid": results["valid"], "test": results["test"], "protocols": evaluators.protocols}))
+
+
+@main.command("update")
+@click.option("--workdir", required=True, help="Run folder of stjax train (or of an earlier update).")
+@click.option("--data", "data_path", required=True, type=click.Path(),
+              help="The new events: a file in any format stjax reads (as for stjax data validate).")
+@click.option("--format", "format_", default=None, help="Input format of --data and --eval-data (auto-detected "
+                                                         "when unambiguous).")
+@click.option("--columns", default=None, help="Column mapping for csv/tsv/parquet, e.g. user=uid,item=iid,timestamp=ts.")
+@click.option("--epochs", default=None, type=click.IntRange(0),
+              help="Epochs over the update's training rows  [default: the run's train.num_epochs]")
+@click.option("--steps", default=None, type=click.IntRange(0),
+              help="Steps instead of epochs (0: grow the tables and recompute the context, no training).")
+@click.option("--eval-data", "eval_path", default=None, type=click.Path(),
+              help="The period after the new events: ranked before and after the update (never used to choose).")
+@click.option("--learning-rate", default=0.0, show_default=True, type=click.FloatRange(0.0),
+              help="The update's peak learning rate (0: the run's train.learning_rate).")
+@click.option("--keep-previous", is_flag=True, help="Keep the run's replaced files and checkpoints in "
+                                                    "updates/N/previous/ (default: deleted).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@_user_errors
+def update_command(workdir, data_path, format_, columns, epochs, steps, eval_path, learning_rate, keep_previous,
+                   no_progress):
+    """Continue a trained run on new events: new users and items get rows (old rows keep their values),
+    the optimizer state carries over, and updates.jsonl in the run folder records the update."""
+    from stjax.train.update import update_run
+
+    _run_folder(workdir)
+    record = update_run(workdir, data_path, format=format_, columns=columns, num_epochs=epochs, num_steps=steps,
+                        eval_events=eval_path, learning_rate=learning_rate, keep_previous=keep_previous,
+                        log=lambda m: console.print(m, highlight=False),
+                        progress=not no_progress and sys.stdout.isatty())
+    shown = {"valid": record["valid"], "test": record["test"]}
+    console.print(_metrics_table(shown, f"update {record['update']}: {record['new_events']:,} events, "
+                                        f"+{record['new_users']:,} users, +{record['new_items']:,} items; "
+                                        f"best step {record['best_step']}"))
+    if record["following"] is not None:
+        before, after = record["following_before"], record["following"]
+        names = [name for name in ("hr@10", "ndcg@10") if name in after] or sorted(after)[:2]
+        console.print(f"following period ({record['following_counts']['users']:,} users): "
+                      + ", ".join(f"{name} {before[name]:.4f} -> {after[name]:.4f}" for name in names), highlight=False)
+    console.print(f"{record['wall_s']:.1f} s; recorded in {workdir}/updates.jsonl", highlight=False)
 
 
 @main.command("recommend")
@@ -547,6 +602,17 @@ def _write_analysis(out: Path, name: str, output: dict) -> list[Path]:
     return written
 
 
+def _read_vectors(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """(original user ids, float32[U, D]) of a `stjax export` Parquet file."""
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path, columns=["user", "vector"])
+    except Exception as err:  # pyarrow raises several types for a file that is not this Parquet
+        raise UserError(f"--vectors {path}: not a Parquet file with columns user, vector ({err})") from None
+    return (np.asarray(table["user"].to_pylist(), dtype=object), np.asarray(table["vector"].to_pylist(), np.float32))
+
+
 @analyze.command("drift")
 @click.option("--data", "data", required=True, help="synthetic, ml-100k, ml-1m, foursquare-nyc or a file (as data.source).")
 @click.option("--interest", default="auto", show_default=True,
@@ -563,22 +629,32 @@ def _write_analysis(out: Path, name: str, output: dict) -> list[Path]:
 @click.option("--max-regions", default=20, show_default=True, type=click.IntRange(1))
 @click.option("--bootstrap", default=200, show_default=True, type=int, help="Resamples for the intervals and tests.")
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--vectors", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="User vectors (stjax export Parquet) of successive models, in time order (repeat): how far "
+                   "users move between them, overall and per region.")
 @click.option("--data-dir", default="data", show_default=True, help="Where named data sets are fetched.")
 @click.option("--out", default="analysis", show_default=True, type=click.Path(file_okay=False),
               help="Folder for drift.json and its figures (a run's WORKDIR/analysis: its report shows them).")
 @_user_errors
 def analyze_drift(data, interest, area_resolution, window, region_resolution, min_events, max_regions, bootstrap, seed,
-                  data_dir, out):
+                  vectors, data_dir, out):
     """Interest drift between consecutive time windows, globally and per region (Jensen-Shannon
-    divergence, bootstrap intervals), and where and when regions diverge from everyone."""
+    divergence, bootstrap intervals), where and when regions diverge from everyone, and (with
+    --vectors) the movement of learned user vectors between successive models."""
     from rich.table import Table
 
-    from stjax.analysis.drift import DriftError, drift
+    from stjax.analysis.drift import drift
+    from stjax.data.interests import InterestError
 
     interactions = _source_log(data, region_resolution, data_dir)
     try:
         output = drift(interactions, interest, window, min_events, bootstrap, seed, max_regions, area_resolution)
-    except DriftError as err:
+        if vectors:
+            from stjax.analysis.drift import user_regions, vector_movement
+
+            output["vectors"] = vector_movement([(Path(path).name, *_read_vectors(path)) for path in vectors],
+                                                user_regions(interactions), bootstrap, seed)
+    except InterestError as err:  # drift's own errors too (DriftError is one)
         raise UserError(str(err)) from None
     output["source"] = data
     written = _write_analysis(Path(out), "drift", output)
@@ -597,40 +673,59 @@ def analyze_drift(data, interest, area_resolution, window, region_resolution, mi
         table.add_row(str(np.datetime64(start, "s").astype("datetime64[D]")), f"{overall['events'][w]:,}", cell,
                       ", ".join(names[:4]) + (f" +{len(names) - 4}" if len(names) > 4 else ""))
     console.print(table)
+    for step in output.get("vectors", {}).get("steps", []):
+        more = step.get("regions_moving_more", [])
+        console.print(f"user vectors {step['from']} -> {step['to']}: {step['users']:,} users moved {step['mean']:.4f} "
+                      f"(cosine distance after alignment; 95% {step['low']:.4f}-{step['high']:.4f}); regions moving "
+                      f"more: {', '.join(more[:5]) or 'none'}", highlight=False)
     console.print(f"{len(output['diverging'])} (region, window) cells diverge from everyone (q <= 0.05); "
                   f"written: {', '.join(str(path) for path in written)}", highlight=False)
 
 
-@analyze.command("forecast")
+@analyze.command("forecast", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.option("--data", "data", required=True, help="synthetic, ml-100k, ml-1m or foursquare-nyc.")
 @click.option("--horizon", default=7, show_default=True, type=click.IntRange(1), help="Days forecast per fold.")
 @click.option("--folds", default=8, show_default=True, type=click.IntRange(1), help="Rolling origins.")
 @click.option("--models", default=",".join(("SeasonalNaive", "AutoETS", "AutoARIMA", "AutoTheta")), show_default=True,
-              help="statsforecast models, comma-separated.")
+              help="statsforecast models, comma-separated ('' for none).")
+@click.option("--neural", default="forecast_lstm,forecast_transformer", show_default=True,
+              help="stjax forecasters trained by the engine once per fold, comma-separated ('' for none).")
+@click.option("--runs", default=None, type=click.Path(file_okay=False),
+              help="Run folders of the --neural models, one per model and fold (default OUT/runs); finished "
+                   "folds are reused and interrupted ones resume.")
 @click.option("--min-events", default=1000, show_default=True, type=click.IntRange(1),
               help="foursquare-nyc: H3 cells with fewer check-ins are left out.")
 @click.option("--data-dir", default="data", show_default=True, help="Where named data sets are fetched.")
 @click.option("--out", default="analysis", show_default=True, type=click.Path(file_okay=False),
               help="Folder for forecast.json and its figures.")
+@click.pass_context
 @_user_errors
-def analyze_forecast(data, horizon, folds, models, min_events, data_dir, out):
+def analyze_forecast(ctx, data, horizon, folds, models, neural, runs, min_events, data_dir, out):
     """Daily behaviour volume as a panel of series (genres, H3 cells, regions), a rolling-origin
-    backtest of statsforecast's SeasonalNaive, AutoETS, AutoARIMA and AutoTheta: MAE, RMSE, sMAPE,
-    MASE and interval coverage."""
+    backtest of statsforecast's SeasonalNaive, AutoETS, AutoARIMA and AutoTheta and of stjax's
+    LSTM and transformer forecasters: MAE, RMSE, sMAPE, MASE and interval coverage.
+    --config.KEY=VALUE overrides the config of every --neural run (e.g. --config.model.hidden=64)."""
     from rich.table import Table
 
-    from stjax.analysis.forecast import ForecastError, forecast
+    from stjax.analysis.forecast import forecast
+    from stjax.data.series import SeriesError
     from stjax.progress import rate_bar
 
+    statistical = [m.strip() for m in models.split(",") if m.strip()]
+    engine = {name: _engine_forecaster(name, data, data_dir, horizon, min_events, list(ctx.args),
+                                       Path(runs) if runs else Path(out) / "runs")
+              for name in (n.strip() for n in neural.split(",")) if name}
+    if not statistical and not engine:
+        raise UserError("--models and --neural are both empty: nothing to forecast with")
     interactions = _source_log(data, 6, data_dir)
     bar = rate_bar("backtest folds", folds, "folds", stderr=True) if sys.stderr.isatty() else None
     if bar:
         bar[0].start()
     try:
-        output = forecast(interactions, data, horizon, folds, [m.strip() for m in models.split(",") if m.strip()],
-                          min_events, progress=(lambda done, total: bar[0].update(bar[1], completed=done))
-                          if bar else None)
-    except ForecastError as err:
+        output = forecast(interactions, data, horizon, folds, statistical, min_events,
+                          progress=(lambda done, total: bar[0].update(bar[1], completed=done)) if bar else None,
+                          engine=engine)
+    except SeriesError as err:  # the analysis' own errors too (ForecastError is one)
         raise UserError(str(err)) from None
     finally:
         if bar:
@@ -644,6 +739,131 @@ def analyze_forecast(data, horizon, folds, models, min_events, data_dir, out):
         table.add_column(measure, justify="right")
     for name, values in sorted(output["models"].items(), key=lambda kv: kv[1]["mase"]):
         table.add_row(name, *[f"{values[m]:.3f}" for m in measures])
+    console.print(table)
+    for name, about in output.get("engine_folds", {}).items():
+        epochs = [fold["epochs"] for fold in about]
+        console.print(f"{name}: early stopping fired in {sum(fold['stopped_early'] for fold in about)} of "
+                      f"{len(about)} folds, {min(epochs):.0f}-{max(epochs):.0f} epochs, "
+                      f"{sum(fold['train_s'] for fold in about):.0f} s of training", highlight=False)
+    console.print(f"written: {', '.join(str(path) for path in written)}", highlight=False)
+
+
+def _engine_forecaster(model: str, data: str, data_dir: str, horizon: int, min_events: int, overrides: list[str],
+                       runs: Path):
+    """A forecaster for the backtest: `model` trained by the engine (`train_and_evaluate`) in
+    RUNS/MODEL/fold-N with its test window at the fold's cutoff; a finished fold is read back."""
+    from stjax.config import (
+        ConfigError,
+        apply_overrides,
+        base_config,
+        check_complete,
+        to_json,
+        validate,
+    )
+    from stjax.models import get
+    from stjax.runs import RunFolder
+    from stjax.train.loop import train_and_evaluate
+
+    for text in overrides:
+        if text.startswith("--config.data."):
+            raise UserError(f"{text}: the panel is the analysis' own (--data, --horizon, --min-events, --data-dir), "
+                            f"so the --neural runs cannot change data keys")
+    try:
+        if get(model).batch_kind != "series":
+            raise UserError(f"--neural {model}: not a forecaster (it reads '{get(model).batch_kind}' batches)")
+    except KeyError as err:
+        raise UserError(f"--neural: {err.args[0]}") from None
+
+    def forecaster(cutoff: int, fold: int) -> dict:
+        config = base_config(model, data)
+        config.data.data_dir = data_dir
+        config.data.series_cutoff = int(cutoff)
+        config.data.series_horizon = int(horizon)
+        config.data.series_min_events = int(min_events)
+        try:
+            apply_overrides(config, overrides)
+            check_complete(config, "the --neural config")
+            validate(config)
+        except ConfigError as err:
+            raise UserError(str(err)) from None
+        workdir = runs / model / f"fold-{fold}"
+        folder = RunFolder(workdir)
+        done = folder.path / "results.json"
+        results = json.loads(done.read_text()) if done.exists() else None
+        if results is None or results.get("config") != json.loads(to_json(config)):
+            err_console.print(f"{model}: training fold {fold + 1} (test days from {cutoff}) in {workdir}", highlight=False)
+            results = train_and_evaluate(config, workdir, log=lambda m: None, progress=False)
+        rows = folder.rows()
+        epochs = results.get("epochs")
+        if epochs is None:  # a run from before results.json counted epochs: its last logged epoch
+            epochs = max((entry.get("epoch", 0.0) for entry in folder.metrics()), default=0.0)
+        about = {"epochs": epochs, "stopped_early": bool(results["stopped_early"]),
+                 "best_step": results["best_step"], "steps": results["steps"],
+                 "train_s": results["timings"]["train_s"], "valid_mase": results["valid"]["mase"]}
+        return {key: rows[key] for key in ("mean", "lo-80", "hi-80", "lo-95", "hi-95")} | {"about": about}
+
+    return forecaster
+
+
+@analyze.command("feedback", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--data", "data", required=True, help="synthetic (the only data whose users' preferences are known).")
+@click.option("--config", "config_path", default="experiments/sasrec_synthetic.py", show_default=True,
+              help="The recommender's experiment config (trained first into OUT/run; extra --config.KEY=VALUE "
+                   "arguments override it).")
+@click.option("--rounds", default=10, show_default=True, type=click.IntRange(1))
+@click.option("--k", default=10, show_default=True, type=click.IntRange(1), help="Items shown to each user per round.")
+@click.option("--organic", default=0.2, show_default=True, type=click.FloatRange(0.0, 1.0),
+              help="Share of choices made outside the shown list (from the user's own preferences).")
+@click.option("--update-epochs", default=2, show_default=True, type=click.IntRange(0),
+              help="Epochs of each round's stjax update on the chosen items.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--out", default="analysis", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for feedback.json, its figures and the simulation's run (OUT/run; a rerun continues it).")
+@click.pass_context
+@_user_errors
+def analyze_feedback(ctx, data, config_path, rounds, k, organic, update_epochs, seed, out):
+    """A feedback loop: the model's top-K shown to simulated users (their planted preferences decide
+    what they take), the choices fed back by stjax update each round; HR and recall against the true
+    preferences, catalogue coverage, popularity concentration and regional homogenisation per round."""
+    from rich.table import Table
+
+    from stjax.analysis.feedback import FeedbackError, simulate
+    from stjax.config import load_config, to_json
+    from stjax.progress import rate_bar
+    from stjax.runs import RunFolder
+    from stjax.train import train_and_evaluate
+
+    if data != "synthetic":
+        raise UserError(f"--data {data}: the feedback loop needs users whose preferences are known; only the "
+                        "synthetic data plant them (--data synthetic)")
+    run = Path(out) / "run"
+    config = load_config(config_path, ctx.args)
+    if config.data.source != "synthetic":
+        raise UserError(f"--config {config_path}: trains on {config.data.source!r}; the loop needs data.source=synthetic")
+    if not (run / "results.json").exists():
+        err_console.print(f"training {config.model.name} in {run}", highlight=False)
+        train_and_evaluate(config, run, log=lambda m: None, progress=sys.stderr.isatty())
+    elif json.loads(to_json(RunFolder(run).config())) != json.loads(to_json(config)):
+        raise UserError(f"{run} holds a run of another config; use another --out")
+    bar = rate_bar("feedback rounds", rounds + 1, "rounds", stderr=True) if sys.stderr.isatty() else None
+    if bar:
+        bar[0].start()
+    try:
+        output = simulate(run, rounds, k, seed, organic, update_epochs, log=lambda m: None,
+                          progress=(lambda done, total: bar[0].update(bar[1], completed=done)) if bar else None)
+    except FeedbackError as err:
+        raise UserError(str(err)) from None
+    finally:
+        if bar:
+            bar[0].stop()
+    written = _write_analysis(Path(out), "feedback", output)
+    measures = ["hr", "recall", "utility", "coverage", "gini", "regional_jsd", "chosen_popularity"]
+    table = Table(title=f"feedback loop: {output['model']}, top-{k}, {rounds} rounds, organic share {organic}")
+    table.add_column("round", justify="right")
+    for measure in measures:
+        table.add_column(measure, justify="right")
+    for line in output["rounds"]:
+        table.add_row(str(line["round"]), *[f"{line[m]:.3f}" if m in line else "" for m in measures])
     console.print(table)
     console.print(f"written: {', '.join(str(path) for path in written)}", highlight=False)
 
@@ -680,24 +900,15 @@ def analyze_profiles(data, vectors, blocks, interest, clusters, window, seed, da
     move between kinds over time windows."""
     from rich.table import Table
 
-    from stjax.analysis.drift import DriftError
     from stjax.analysis.profiles import ProfileError, profiles
+    from stjax.data.interests import InterestError
 
     interactions = _source_log(data, 6, data_dir)
-    given = None
-    if vectors is not None:
-        import pyarrow.parquet as pq
-
-        try:
-            table = pq.read_table(vectors, columns=["user", "vector"])
-        except Exception as err:  # pyarrow raises several types for a file that is not this Parquet
-            raise UserError(f"--vectors {vectors}: not a Parquet file with columns user, vector ({err})") from None
-        given = (np.asarray(table["user"].to_pylist(), dtype=object),
-                 np.asarray(table["vector"].to_pylist(), np.float32))
+    given = _read_vectors(vectors) if vectors is not None else None
     try:
         output = profiles(interactions, interest, _cluster_range(clusters), window, seed, given,
                           blocks=tuple(b.strip() for b in blocks.split(",")) if blocks else None)
-    except (ProfileError, DriftError) as err:
+    except (ProfileError, InterestError) as err:
         raise UserError(str(err)) from None
     written = _write_analysis(Path(out), "profiles", output)
     table = Table(title=f"{data}: {output['kinds']} kinds of {output['users']:,} users from {output['vectors']} "

@@ -218,6 +218,8 @@ def base_config(model: str, source: str = "synthetic") -> ml_collections.ConfigD
         # (RecBole's protocol); false ranks every item (next-POI protocols, where revisits count).
         evaluators=("ranking",), ks=(5, 10, 20), metric="ndcg@10", batch_size=256, max_score_block=4_000_000,
         mode="full", num_negatives=100, negative_sampling="uniform", exclude_history=True))
+    if spec.engine_defaults is not None:
+        spec.engine_defaults(config)
     return config
 
 
@@ -312,7 +314,7 @@ def tiny(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     config.data.synthetic_users = 64
     config.data.synthetic_items = 50
     config.data.synthetic_events = 3000
-    config.data.max_length = 12
+    config.data.max_length = 28 if config.data.split == "series" else 12  # forecasters read 4 weeks of lags
     for key, value in dict(hidden=16, state=16, num_blocks=1, num_heads=2, max_interval=16).items():
         if key in config.model:
             config.model[key] = value

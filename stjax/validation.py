@@ -24,6 +24,10 @@ def _pattern(value):
     return None
 
 
+def _any_integer(value):
+    return None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
+
+
 def _subset_of(*choices) -> Check:
     def check(value):
         items = list(value) if isinstance(value, (tuple, list)) else None
@@ -56,7 +60,7 @@ def schema() -> dict[str, Check]:
         "seed": integer(0),
         "data.source": nonempty_text, "data.data_dir": text, "data.format": one_of("", *FORMATS),
         "data.columns": text, "data.dedup": boolean, "data.user_k": integer(0), "data.item_k": integer(0),
-        "data.min_length": integer(0), "data.split": one_of("leave_one_out", "temporal", "held_out_users"),
+        "data.min_length": integer(0), "data.split": one_of("leave_one_out", "temporal", "held_out_users", "series"),
         "data.valid_fraction": number(0.0, 1.0), "data.test_fraction": number(0.0, 1.0, low_open=True),
         "data.seed": integer(0), "data.max_length": integer(1), "data.window": one_of("last", "all"),
         "data.max_bag": integer(0), "data.num_negatives": integer(1), "data.max_targets": integer(0),
@@ -64,7 +68,8 @@ def schema() -> dict[str, Check]:
         "data.min_value": number(0.0), "data.valid_users": integer(0), "data.test_users": integer(0),
         "data.synthetic_users": integer(2), "data.synthetic_items": integer(2),
         "data.synthetic_events": integer(1), "data.synthetic_influence": number(0.0, 1.0, high_open=False),
-        "data.synthetic_influencer_region": one_of("same", "any"), "eval.exclude_history": boolean,
+        "data.synthetic_influencer_region": one_of("same", "any"),
+        "data.series_cutoff": _any_integer, "data.series_horizon": integer(1), "data.series_min_events": integer(1), "eval.exclude_history": boolean,
         "train.batch_size": integer(1), "train.num_epochs": integer(1), "train.num_steps": integer(0),
         "train.optimizer": one_of("adam", "adamw"), "train.learning_rate": number(0.0, low_open=True),
         "train.warmup_steps": integer(0), "train.schedule": one_of("cosine", "constant"),

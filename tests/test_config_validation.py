@@ -24,7 +24,7 @@ BAD = [
     ("train.num_epochs=0", "config key 'train.num_epochs': found 0; expected an integer >= 1"),
     ("train.optimizer=sgdx", "config key 'train.optimizer': found 'sgdx'; expected one of adam, adamw"),
     ("data.split=bogus", "config key 'data.split': found 'bogus'; expected one of leave_one_out, temporal, "
-                         "held_out_users"),
+                         "held_out_users, series"),
     ("data.window=bogus", "config key 'data.window': found 'bogus'; expected one of last, all"),
     ("eval.mode=bogus", "config key 'eval.mode': found 'bogus'; expected one of full, sampled"),
     ("eval.negative_sampling=x", "config key 'eval.negative_sampling': found 'x'; expected one of uniform, "
@@ -38,7 +38,7 @@ BAD = [
     ("eval.metric=ndcg@7", "config key 'eval.metric': found 'ndcg@7'; expected NAME@K with NAME in hr, ndcg, "
                            "mrr, recall, capped_recall, precision, f1 and K in eval.ks (5, 10, 20)"),
     ("eval.evaluators=ranking,oops", "config key 'eval.evaluators': found ('ranking', 'oops'); expected a "
-                                     "non-empty list of distinct names from ranking, fold_in"),
+                                     "non-empty list of distinct names from ranking, fold_in, forecast, next_event"),
     ("train.groups.model.every=0", "config key 'train.groups.model.every': found 0; expected an integer >= 1"),
     ("data.valid_fraction=0.5", None),  # fine for leave-one-out (the fractions are unused)
 ]

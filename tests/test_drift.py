@@ -136,3 +136,31 @@ def test_visited_areas_as_interest_have_drift_but_no_gap_to_everyone():
     assert any(value is not None for region in out["regions"].values() for value in region["drift"])
     out = drift(log, interest="region", window="28d", bootstrap=30)
     assert out["regions"] == {} and any(value is not None for value in out["global"]["drift"])
+
+
+def test_vector_movement_undoes_the_rotation_and_finds_the_region_that_moved():
+    from scipy.stats import special_ortho_group
+
+    from stjax.analysis.drift import vector_movement
+
+    rng = np.random.default_rng(0)
+    users = np.asarray([f"u{i}" for i in range(300)], dtype=object)
+    before = rng.normal(size=(300, 16))
+    rotation = special_ortho_group.rvs(16, random_state=1)  # a retrained model: the same users, turned
+    moved = before.copy()
+    moved[:60] += 1.5 * rng.normal(size=(60, 16))  # the users of region r1 change their tastes
+    after = moved @ rotation
+    regions = {str(user): "r1" if i < 60 else "r2" for i, user in enumerate(users)}
+    order = rng.permutation(300)  # the second export lists users in another order
+    out = vector_movement([("a", users, before), ("b", users[order], after[order])], regions, bootstrap=100)
+    step = out["steps"][0]
+    assert step["users"] == 300 and step["unaligned_mean"] > 0.5  # without alignment everyone seems to move
+    # Written another way: each user's cosine distance between before and the planted change, with no rotation.
+    unit = lambda m: m / np.linalg.norm(m, axis=1, keepdims=True)  # noqa: E731
+    truth = 1 - np.sum(unit(before) * unit(moved), axis=1)
+    assert step["regions"]["r2"]["mean"] < 0.05 and step["regions"]["r1"]["mean"] > 0.2
+    assert abs(step["regions"]["r1"]["mean"] - truth[:60].mean()) < 0.1
+    assert step["regions_moving_more"] == ["r1"]
+    assert {mover["region"] for mover in step["top_movers"]} == {"r1"}
+    with pytest.raises(DriftError, match="two or more snapshots"):
+        vector_movement([("a", users, before)])

@@ -170,12 +170,14 @@ def test_a_skipped_group_runs_no_update():
 
 
 def test_every_kind_has_one_record_and_every_model_names_one():
-    assert set(KINDS) == {"sequence", "bag", "pairs", "temporal_neighbours"}
+    assert set(KINDS) == {"sequence", "bag", "pairs", "series", "temporal_neighbours"}
     assert {spec.batch_kind for spec in REGISTRY.values()} <= set(KINDS)
     sequence = sample_batch("sequence", 4, 7)
     assert sequence["items"].shape == (4, 7) and sequence["weights"].shape == (4,)
     assert sample_batch("bag", 4, 7, max_bag=3)["bag"].shape == (4, 3)
     assert sample_batch("pairs", 4, 7, num_negatives=2)["negatives"].shape == (4, 2)
+    series = sample_batch("series", 4, 28, horizon=7)
+    assert series["inputs"].shape == (4, 28) and series["targets"].shape == series["target_times"].shape == (4, 7)
     with pytest.raises(ValueError, match="no sample batch for batch kind 'temporal_neighbours'"):
         sample_batch("temporal_neighbours", 4, 7)
     assert KINDS["pairs"].known_users_only and KINDS["temporal_neighbours"].serve is None

@@ -96,12 +96,123 @@ def test_panels_count_what_they_define():
 def test_cli_writes_forecasts_and_their_figures_from_the_report_section(tmp_path):
     runner = CliRunner()
     result = runner.invoke(main, ["analyze", "forecast", "--data", "synthetic", "--models", "SeasonalNaive",
-                                  "--folds", "2", "--out", str(tmp_path / "out")])
+                                  "--neural", "", "--folds", "2", "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     output = json.loads((tmp_path / "out" / "forecast.json").read_text())
     assert output["cutoffs"] == [364 - 14, 364 - 7] and output["best_by_mase"] == "SeasonalNaive"
     assert len(output["series"]) == 8 and sorted(p.name for p in (tmp_path / "out").glob("forecast-*.png")) == [
         "forecast-1.png", "forecast-2.png", "forecast-3.png"]
     result = runner.invoke(main, ["analyze", "forecast", "--data", "synthetic", "--models", "Prophet",
-                                  "--out", str(tmp_path / "x")])
+                                  "--neural", "", "--out", str(tmp_path / "x")])
     assert result.exit_code == 2 and "unknown Prophet" in result.output
+
+
+# ----------------------------------------------------------------------------- the engine's forecasters
+
+
+def test_windows_are_slices_of_the_panel_and_never_reach_the_cutoff():
+    from stjax.data.series import DAY, LAGS, series_data
+
+    rng = np.random.default_rng(0)
+    values = rng.integers(0, 50, (3, 100)).astype(float)
+    built = {"names": ["a", "b", "c"], "values": values, "first_day": 0, "day_unit": "days", "definition": "test"}
+    data = series_data(built, cutoff=80, horizon=7, length=28)
+    np.testing.assert_allclose(data.scale, np.maximum(values[:, :73].mean(axis=1), 1.0))  # days before c - h only
+    scaled = values / data.scale[:, None]
+    train = data.train
+    assert len(train["users"]) == 3 * (80 - 14 - 14 + 1)  # starts 14 .. c - 2h, every series
+    assert int(train["target_times"].max()) // DAY == 72  # the last training target is day c - h - 1
+    for row in rng.choice(len(train["users"]), 25, replace=False):
+        s = int(train["users"][row])
+        t = int(train["target_times"][row, 0]) // DAY
+        for j in range(28):  # inputs: days t - 28 .. t - 1, zero and unobserved before day 0
+            day = t - 28 + j
+            assert train["observed"][row, j] == (day >= 0)
+            assert train["inputs"][row, j] == pytest.approx(scaled[s, day] if day >= 0 else 0.0)
+        np.testing.assert_allclose(train["targets"][row], scaled[s, t:t + 7], rtol=1e-6)
+        for j in range(7):
+            for k in range(1, LAGS + 1):
+                day = t + j - 7 * k
+                assert train["lags"][row, j, k - 1] == pytest.approx(scaled[s, day] if day >= 0 else 0.0)
+    assert (data.valid["target_times"][:, 0] // DAY == 73).all() and (data.test["target_times"][:, 0] // DAY == 80).all()
+    np.testing.assert_allclose(data.test["targets"] * data.scale[:, None], values[:, 80:87], rtol=1e-6)
+    np.testing.assert_array_equal(data.history("valid"), values[:, :73])
+    with pytest.raises(ValueError, match="run past its end"):
+        series_data(built, cutoff=95, horizon=7, length=28)
+
+
+@pytest.fixture(scope="module")
+def trained_forecaster(tmp_path_factory):
+    """forecast_lstm trained by the engine on the synthetic panel (8 regions x 364 days)."""
+    from stjax.config import base_config
+    from stjax.train import train_and_evaluate
+
+    config = base_config("forecast_lstm")
+    config.data.synthetic_events = 60_000
+    config.train.num_epochs = 12
+    config.train.eval_every_epochs = 3
+    workdir = tmp_path_factory.mktemp("forecaster")
+    return config, workdir, train_and_evaluate(config, workdir, log=lambda m: None, progress=False)
+
+
+def test_the_forecast_evaluator_scores_like_the_backtest(trained_forecaster):
+    from stjax.data.pipeline import load_source
+    from stjax.runs import RunFolder
+
+    config, workdir, results = trained_forecaster
+    rows = RunFolder(workdir).rows()
+    built = panel(load_source(config.data)[0], "synthetic")
+    cutoff = built["values"].shape[1] - 7
+    np.testing.assert_allclose(rows["actual"], built["values"][:, cutoff:], rtol=1e-5)
+    per_series = [scores(built["values"][s, cutoff:], rows["mean"][s], built["values"][s, :cutoff])
+                  for s in range(len(built["names"]))]  # the backtest's scoring, on the evaluator's forecasts
+    for metric in ("mae", "rmse", "smape", "mase"):
+        assert results["test"][metric] == pytest.approx(np.mean([row[metric] for row in per_series]), rel=1e-5)
+    inside = (rows["actual"] >= rows["lo-95"]) & (rows["actual"] <= rows["hi-95"])
+    assert results["test"]["coverage-95"] == pytest.approx(inside.mean())
+    assert (rows["lo-95"] <= rows["lo-80"]).all() and (rows["lo-80"] <= rows["mean"]).all()
+    assert (rows["mean"] <= rows["hi-80"]).all() and (rows["hi-80"] <= rows["hi-95"]).all()
+    assert results["timings"]["train_step_compiles"] == 1
+
+
+def test_the_forecaster_finds_the_planted_weekly_rhythm(trained_forecaster):
+    from stjax.data.pipeline import load_source
+    from stjax.data.synthetic import WEEKDAY
+    from stjax.runs import RunFolder
+
+    config, workdir, results = trained_forecaster
+    rows = RunFolder(workdir).rows()
+    built = panel(load_source(config.data)[0], "synthetic")
+    cutoff = built["values"].shape[1] - 7
+    # The generator draws day d with weight WEEKDAY[(d + 6) % 7] (2023-01-01, its day 0, was a Sunday).
+    planted = WEEKDAY[(np.arange(cutoff, cutoff + 7) + 6) % 7]
+    forecast = rows["mean"].sum(axis=0)
+    assert np.corrcoef(planted, forecast)[0, 1] >= 0.9, (planted, forecast)
+    # And it forecasts better than repeating the last week (seasonal naive), on the same test week.
+    naive = [scores(built["values"][s, cutoff:], built["values"][s, cutoff - 7:cutoff], built["values"][s, :cutoff])
+             for s in range(len(built["names"]))]
+    assert results["test"]["mase"] < 0.9 * np.mean([row["mase"] for row in naive])
+
+
+def test_cli_backtests_the_engine_forecasters_and_reuses_finished_folds(tmp_path):
+    runner = CliRunner()
+    arguments = ["analyze", "forecast", "--data", "synthetic", "--models", "SeasonalNaive", "--neural", "forecast_lstm",
+                 "--folds", "2", "--out", str(tmp_path / "out"), "--config.train.num_epochs=1",
+                 "--config.data.synthetic_events=20000"]
+    result = runner.invoke(main, arguments)
+    assert result.exit_code == 2 and "data.synthetic_events" in result.output  # the panel is the analysis' own
+    arguments = arguments[:-1]
+    result = runner.invoke(main, arguments)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("training fold") == 2
+    output = json.loads((tmp_path / "out" / "forecast.json").read_text())
+    assert set(output["models"]) == {"SeasonalNaive", "forecast_lstm"} and output["engine"] == ["forecast_lstm"]
+    assert [fold["epochs"] for fold in output["engine_folds"]["forecast_lstm"]] == [1.0, 1.0]
+    for fold, cutoff in enumerate(output["cutoffs"]):  # each fold's run tested on the fold's own week
+        saved = json.loads((tmp_path / "out" / "runs" / "forecast_lstm" / f"fold-{fold}" / "config.json").read_text())
+        assert saved["data"]["series_cutoff"] == cutoff
+    again = runner.invoke(main, arguments)
+    assert again.exit_code == 0 and "training fold" not in again.output
+    assert json.loads((tmp_path / "out" / "forecast.json").read_text())["models"] == output["models"]
+    bad = runner.invoke(main, ["analyze", "forecast", "--data", "synthetic", "--neural", "sasrec"])
+    assert bad.exit_code == 2 and "not a forecaster" in bad.output

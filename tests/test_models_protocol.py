@@ -50,6 +50,9 @@ def test_model_protocol(name):
     eval_batch = {k: jnp.asarray(v[:5]) for k, v in examples.items()}
     variables = {"params": state.params}
     scoring = run.spec.prepare_scoring(run.module, variables, context=run.context)
+    if run.spec.score is None:  # a model that predicts values (a forecaster, time to the next event)
+        _check_predictions(run, variables, eval_batch, scoring)
+        return
     scores = run.spec.score(run.module, variables, eval_batch, context=run.context, scoring=scoring)
     assert scores.shape[0] == 5 and scores.shape[1] >= run.info.num_items + 1
     masked = np.asarray(mask_non_items(scores, run.info.num_items))
@@ -57,6 +60,18 @@ def test_model_protocol(name):
     jitted = jax.jit(lambda p, b: run.spec.score(run.module, p, b, context=run.context, scoring=scoring))(
         variables, eval_batch)
     np.testing.assert_allclose(np.asarray(jitted)[:, 1:], np.asarray(scores)[:, 1:], rtol=1e-4, atol=1e-4)
+    if run.spec.encode is not None:
+        vectors = run.spec.encode(run.module, variables, eval_batch, context=run.context, scoring=scoring)
+        assert vectors.shape[0] == 5 and vectors.ndim == 2 and np.isfinite(np.asarray(vectors)).all()
+
+
+def _check_predictions(run, variables, eval_batch, scoring):
+    """predict: finite values, one row per example, jit == eager; and `encode` when the model has it."""
+    predicted = run.spec.predict(run.module, variables, eval_batch, context=run.context, scoring=scoring)
+    assert predicted.shape[0] == 5 and np.isfinite(np.asarray(predicted)).all()
+    jitted = jax.jit(lambda p, b: run.spec.predict(run.module, p, b, context=run.context, scoring=scoring))(
+        variables, eval_batch)
+    np.testing.assert_allclose(np.asarray(jitted), np.asarray(predicted), rtol=1e-4, atol=1e-4)
     if run.spec.encode is not None:
         vectors = run.spec.encode(run.module, variables, eval_batch, context=run.context, scoring=scoring)
         assert vectors.shape[0] == 5 and vectors.ndim == 2 and np.isfinite(np.asarray(vectors)).all()

@@ -26,14 +26,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from stjax.data.interests import GENRE_FIELDS, InterestError, interest_labels  # noqa: F401  (re-exported)
+
 WINDOWS = {"day": 1, "week": 7}  # in days; month and quarter are calendar windows; "Nd": N days
 SECONDS_PER_DAY = 86_400
-# Item genre fields and their separators: GroupLens' movies.dat ('|'), RecBole's atomic files
-# (token_seq, space-separated: ml-1m's `genre`, ml-100k's `class`).
-GENRE_FIELDS = {"genres": "|", "genre": None, "class": None}
-
-
-class DriftError(ValueError):
+class DriftError(InterestError):
     """An analysis that cannot run on these data or options (a user error)."""
 
 
@@ -77,62 +74,6 @@ def window_starts(timestamps: np.ndarray, window: str) -> tuple[np.ndarray, np.n
         origin -= ((origin // SECONDS_PER_DAY + 3) % 7) * SECONDS_PER_DAY
     index = (timestamps - origin) // length
     return index, origin + np.arange(index.max() + 1) * length
-
-
-def interest_labels(log, interest: str, area_resolution: int = 8) -> tuple[np.ndarray, np.ndarray, list[str], str]:
-    """(event rows, label codes, label names, the interest used) — one pair per (event, label);
-    `auto` takes genres, else item categories, else visited areas (H3 cells of `area_resolution`)
-    when events have coordinates, else the event's region."""
-    items = log.items or {}
-    genres = next((key for key in GENRE_FIELDS if key in items), None)
-    located = bool(np.isfinite(np.asarray(log.latitude, float)).any())
-    if interest == "auto":
-        interest = "genre" if genres else "category" if "category" in items else "area" if located else "region"
-    if interest == "area":
-        if not located:
-            raise DriftError("--interest area: these events have no coordinates")
-        from stjax.data.geo import h3_cells
-
-        cells = h3_cells(log.latitude, log.longitude, area_resolution)
-        rows = np.flatnonzero(cells != "")
-        names, codes = np.unique(cells[rows].astype(str), return_inverse=True)
-        return rows, codes.astype(np.int64), [str(name) for name in names], interest
-    if interest == "genre":
-        if genres is None:
-            raise DriftError("--interest genre: these data have no item genres (MovieLens has them)")
-        separator = GENRE_FIELDS[genres]
-        per_item = [[g for g in str(value).split(separator) if g] if value else [] for value in items[genres]]
-    elif interest == "category":
-        if "category" not in items:
-            raise DriftError("--interest category: these data have no item categories")
-        per_item = [[str(value)] if value else [] for value in items["category"]]
-    elif interest == "region":
-        names = np.asarray(log.region_vocab.tokens, dtype=object)
-        rows = np.flatnonzero(log.region > 0)
-        return rows, np.asarray(log.region[rows], np.int64) - 1, [str(name) for name in names[1:]], interest
-    else:
-        raise DriftError(f"--interest {interest}: expected auto, genre, category, area or region")
-    names = sorted({label for labels in per_item for label in labels})
-    code = {name: index for index, name in enumerate(names)}
-    item_rows, item_codes = [], []
-    for item, labels in enumerate(per_item):
-        for label in labels:
-            item_rows.append(item)
-            item_codes.append(code[label])
-    item_rows, item_codes = np.asarray(item_rows, np.int64), np.asarray(item_codes, np.int64)
-    # Events x their item's labels: sort pairs by item, then expand each event by its item's labels.
-    order = np.argsort(item_rows, kind="stable")
-    item_rows, item_codes = item_rows[order], item_codes[order]
-    first = np.searchsorted(item_rows, np.arange(len(per_item)))
-    count = np.bincount(item_rows, minlength=len(per_item))
-    event_items = np.asarray(log.item, np.int64)
-    repeats = count[event_items]
-    rows = np.repeat(np.arange(len(event_items)), repeats)
-    offsets = np.arange(len(rows)) - np.repeat(np.cumsum(repeats) - repeats, repeats)
-    codes = item_codes[first[event_items[rows]] + offsets]
-    if len(names) < 2:
-        raise DriftError(f"--interest {interest}: the data have {len(names)} label(s); drift needs two or more")
-    return rows, codes, names, interest
 
 
 def _bh(p_values: np.ndarray) -> np.ndarray:
@@ -266,3 +207,85 @@ def drift(log, interest: str = "auto", window: str = "month", min_events: int = 
                    "a parametric bootstrap null, Benjamini-Hochberg q <= 0.05; cells under "
                    f"{min_events} events left out"),
     }
+
+
+def vector_movement(snapshots: list[tuple[str, np.ndarray, np.ndarray]], user_regions: dict[str, str] | None = None,
+                    bootstrap: int = 200, seed: int = 0, top: int = 10) -> dict:
+    """How far learned user vectors move between consecutive snapshots (`stjax export` of models
+    trained on successive temporal splits, or of a run before and after `stjax update`).
+
+    snapshots: (name, original user ids object[U], vectors float[U, D]) in time order. Two
+    trainings give vectors in arbitrary rotations of one another, so each pair is aligned first:
+    rows scaled to unit length, then the orthogonal R minimising ||A R - B|| over the users both
+    snapshots have (orthogonal Procrustes; `scipy.linalg.orthogonal_procrustes`). A user's
+    movement is the cosine distance 1 - cos(a R, b), in [0, 2]; reported as the mean over users
+    with a bootstrap 95% percentile interval (users resampled), per region (user_regions: a user's
+    region, e.g. where most of their events are), and the users who moved most.
+    """
+    from scipy.linalg import orthogonal_procrustes
+
+    if len(snapshots) < 2:
+        raise DriftError("--vectors: give two or more snapshots (in time order) to measure movement")
+    rng = np.random.default_rng(seed)
+
+    def interval(values: np.ndarray) -> tuple[float, float]:
+        if len(values) < 2:
+            return float("nan"), float("nan")
+        means = np.array([values[rng.integers(0, len(values), len(values))].mean() for _ in range(bootstrap)])
+        return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+    steps = []
+    for (name_a, ids_a, a), (name_b, ids_b, b) in zip(snapshots[:-1], snapshots[1:]):
+        if a.shape[1] != b.shape[1]:
+            raise DriftError(f"--vectors: {name_a} has {a.shape[1]} dimensions and {name_b} {b.shape[1]}; "
+                             "snapshots of one model are needed")
+        position = {str(user): index for index, user in enumerate(ids_b)}
+        common = [(index, position[str(user)]) for index, user in enumerate(ids_a) if str(user) in position]
+        if len(common) < a.shape[1] + 1:
+            raise DriftError(f"--vectors: {name_a} and {name_b} share {len(common)} users, too few to align "
+                             f"{a.shape[1]}-dimensional vectors")
+        rows_a, rows_b = (np.asarray(side) for side in zip(*common))
+        unit = lambda m: m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)  # noqa: E731
+        left, right = unit(np.asarray(a, np.float64)[rows_a]), unit(np.asarray(b, np.float64)[rows_b])
+        rotation, _ = orthogonal_procrustes(left, right)
+        moved = 1.0 - np.sum(unit(left @ rotation) * right, axis=1)
+        users = np.asarray(ids_a, dtype=object)[rows_a]
+        low, high = interval(moved)
+        step = {"from": name_a, "to": name_b, "users": len(users), "mean": round(float(moved.mean()), 6),
+                "low": round(low, 6), "high": round(high, 6), "median": round(float(np.median(moved)), 6),
+                "unaligned_mean": round(float((1.0 - np.sum(left * right, axis=1)).mean()), 6),
+                "top_movers": [{"user": str(users[i]), "movement": round(float(moved[i]), 6),
+                                "region": (user_regions or {}).get(str(users[i]), "")}
+                               for i in np.argsort(-moved, kind="stable")[:top]]}
+        if user_regions:
+            region_of = np.asarray([user_regions.get(str(user), "") for user in users], dtype=object)
+            regions = {}
+            for region in sorted(set(region_of) - {""}):
+                values = moved[region_of == region]
+                low, high = interval(values)
+                regions[str(region)] = {"users": int(len(values)), "mean": round(float(values.mean()), 6),
+                                        "low": round(low, 6), "high": round(high, 6)}
+            step["regions"] = regions
+            step["regions_moving_more"] = sorted(
+                (name for name, entry in regions.items() if np.isfinite(entry["low"]) and entry["low"] > step["high"]),
+                key=lambda name: -regions[name]["mean"])
+        steps.append(step)
+    return {"snapshots": [name for name, _, _ in snapshots], "bootstrap": bootstrap, "steps": steps,
+            "method": "unit rows aligned by orthogonal Procrustes over the shared users; movement = cosine distance "
+                      "between a user's aligned vectors; bootstrap 95% percentile intervals of the mean (users "
+                      "resampled); a region 'moves more' when its interval lies above everyone's"}
+
+
+def user_regions(log) -> dict[str, str]:
+    """Each user's region: the region of most of their events (ties: the lowest region code)."""
+    region = np.asarray(log.region, np.int64)
+    known = region > 0
+    if not known.any():
+        return {}
+    users = np.asarray(log.user, np.int64)[known]
+    pairs, counts = np.unique(np.stack([users, region[known]], axis=1), axis=0, return_counts=True)
+    order = np.lexsort((pairs[:, 1], -counts, pairs[:, 0]))  # per user: most events first, then the lowest code
+    pairs = pairs[order]
+    first = np.concatenate([[True], pairs[1:, 0] != pairs[:-1, 0]])
+    tokens, names = log.user_vocab.tokens, log.region_vocab.tokens
+    return {str(tokens[u]): str(names[r]) for u, r in pairs[first]}

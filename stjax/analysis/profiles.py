@@ -6,7 +6,7 @@ A user is a vector of blocks, each standardised (z per column) and divided by th
 its width so that every block weighs the same whatever its size:
 
   interest  shares of the user's events per label (genres, categories or visited areas; see
-            `stjax.analysis.drift.interest_labels`)
+            `stjax.data.interests.interest_labels`)
   hours     shares per 4-hour block of the day (UTC; the synthetic data and MovieLens are UTC)
   weekdays  shares per weekday
   place     the mean latitude and longitude of the user's events (when the data have coordinates)
@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from stjax.analysis.drift import interest_labels, window_starts
+from stjax.analysis.drift import window_starts
+from stjax.data.interests import interest_labels
 
 HOUR_BLOCKS = 6
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")

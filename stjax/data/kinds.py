@@ -2,7 +2,7 @@
 
 Each `BatchKind` says how its batches are made everywhere they are needed:
   train(split, sequences, config, log) -> (BatchBuilder, bags or None)   training batches
-  sample(batch_size, max_length, max_bag, num_negatives) -> dict         an all-padding batch (init)
+  sample(batch_size, max_length, max_bag, num_negatives, horizon) -> dict  an all-padding batch (init)
   serve(histories, starts, ends, events, max_length, bag_width) -> dict  fields of a serving batch
       from users' histories (`stjax recommend`, `explain`, `export`); None: the kind cannot serve
   serve_span(max_length): how many of a user's most recent events `serve` reads
@@ -26,6 +26,7 @@ from stjax.data.batching import (
     take_rows,
     training_pairs,
 )
+from stjax.data.series import sample_windows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +93,7 @@ def _sequence_train(split, sequences, config, log):
     return take_rows(sequences.train), None
 
 
-def _sequence_sample(batch_size, max_length, max_bag=1, num_negatives=1):
+def _sequence_sample(batch_size, max_length, max_bag=1, num_negatives=1, horizon=1):
     window = np.zeros((batch_size, max_length), np.int32)
     return _zeros(batch_size) | {"items": window, "timestamps": window.copy(), "targets": window.copy(),
                                  "target_times": window.copy()}
@@ -118,7 +119,7 @@ def _bag_train(split, sequences, config, log):
     return take_rows({"users": bags["users"], "bag": bags["bag"]}), bags
 
 
-def _bag_sample(batch_size, max_length, max_bag=1, num_negatives=1):
+def _bag_sample(batch_size, max_length, max_bag=1, num_negatives=1, horizon=1):
     return _zeros(batch_size) | {"bag": np.zeros((batch_size, max(1, max_bag)), np.int32)}
 
 
@@ -138,13 +139,30 @@ def _pairs_train(split, sequences, config, log):
     return pairs_with_negatives(training_pairs(split), split.log.num_items, config.num_negatives), None
 
 
-def _pairs_sample(batch_size, max_length, max_bag=1, num_negatives=1):
+def _pairs_sample(batch_size, max_length, max_bag=1, num_negatives=1, horizon=1):
     return _zeros(batch_size) | {"items": np.zeros(batch_size, np.int32),
                                  "negatives": np.zeros((batch_size, num_negatives), np.int32)}
 
 
 register_kind(BatchKind("pairs", _pairs_train, _pairs_sample, lambda *args: {}, known_users_only=True,
                         eval_fields=("users", "exclude")))
+
+
+# ----------------------------------------------------------------------------- series windows (forecasters)
+
+
+def _series_train(split, sequences, config, log):
+    return take_rows(sequences.train), None  # `stjax.data.pipeline.prepare_series` builds them
+
+
+def _series_sample(batch_size, max_length, max_bag=1, num_negatives=1, horizon=1):
+    return sample_windows(batch_size, max_length, horizon)
+
+
+# Windows of a panel of daily series (`stjax.data.series`): a forecaster reads them and ranks no
+# items, so it serves nothing through `stjax recommend`.
+register_kind(BatchKind("series", _series_train, _series_sample, None,
+                        eval_fields=("users", "inputs", "observed", "times", "target_times", "lags", "targets")))
 
 
 # ----------------------------------------------------------------------------- temporal neighbours
@@ -154,7 +172,7 @@ def _no_builder(split, sequences, config, log):
     raise ValueError("batch kind 'temporal_neighbours' has no batch builder yet")
 
 
-def _no_sample(batch_size, max_length, max_bag=1, num_negatives=1):
+def _no_sample(batch_size, max_length, max_bag=1, num_negatives=1, horizon=1):
     raise ValueError("no sample batch for batch kind 'temporal_neighbours'")
 
 
@@ -165,9 +183,10 @@ register_kind(BatchKind("temporal_neighbours", _no_builder, _no_sample))
 BATCH_KINDS = tuple(KINDS)
 
 
-def sample_batch(kind: str, batch_size: int, max_length: int, max_bag: int = 1, num_negatives: int = 1) -> dict:
+def sample_batch(kind: str, batch_size: int, max_length: int, max_bag: int = 1, num_negatives: int = 1,
+                 horizon: int = 1) -> dict:
     """An all-padding training batch of a kind's shapes (for `init`, which reads shapes only)."""
-    return get_kind(kind).sample(batch_size, max_length, max_bag, num_negatives)
+    return get_kind(kind).sample(batch_size, max_length, max_bag, num_negatives, horizon)
 
 
 def train_source(kind: str, split, sequences, config, log) -> tuple[BatchBuilder, dict | None]:

@@ -7,7 +7,9 @@
   data_dir, dedup, user_k, item_k, min_length, split, valid_fraction, test_fraction, seed,
   max_length, window, max_bag, num_negatives, max_targets, fold_in_fraction, low_memory,
   synthetic_users, synthetic_items, synthetic_events
-The batch kind (`sequence`, `bag`, `pairs`) decides what the training batches hold.
+The batch kind (`sequence`, `bag`, `pairs`) decides what the training batches hold; `series`
+(forecasters) reads the log as a panel of daily series instead (`stjax.data.series`: split 'series',
+series_cutoff, series_horizon, series_min_events; max_length = days of inputs).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from stjax.data.batching import (
     BatchBuilder,
     SequenceData,
     build_sequences,
+    take_rows,
 )
 from stjax.data.errors import RepairReport
 from stjax.data.formats import load
@@ -68,7 +71,10 @@ def data_defaults() -> ml_collections.ConfigDict:
         # Synthetic data: sizes, the share of events copied from a planted influencer, and where
         # influencers live ('same' region as the user or 'any').
         synthetic_users=1000, synthetic_items=1000, synthetic_events=100_000, synthetic_influence=0.1,
-        synthetic_influencer_region="same"))
+        synthetic_influencer_region="same",
+        # Forecasters (split 'series'): the panel's first test day (0 = the last series_horizon days;
+        # negative: that many days earlier), days forecast, and the check-ins a Foursquare cell needs.
+        series_cutoff=0, series_horizon=7, series_min_events=1000))
 
 
 def resolve(config) -> ml_collections.ConfigDict:
@@ -133,6 +139,8 @@ def parse_columns(columns) -> dict[str, str] | None:
 def prepare(config, log=print, batch_kind: str = "sequence") -> Prepared:
     config = resolve(config)
     set_low_memory(config.low_memory)
+    if batch_kind == "series":
+        return prepare_series(config, log)
     timings = {}
     start = time.perf_counter()
     interactions, report, truth = load_source(config, log)
@@ -167,3 +175,25 @@ def prepare(config, log=print, batch_kind: str = "sequence") -> Prepared:
     source, bags = train_source(batch_kind, split, sequences, config, log)
     timings["sequences_s"] = time.perf_counter() - start
     return Prepared(interactions, split, sequences, report, timings, truth, source, bags)
+
+
+def prepare_series(config, log=print) -> Prepared:
+    """A forecaster's data: the panel of `config.source` (check-in cells at H3 resolution 6, as
+    `stjax analyze forecast` defines it) cut at `series_cutoff` into windows (`SeriesData`). The
+    log is used as loaded (the panel's definition says what it removes)."""
+    from stjax.data.series import panel, series_data
+
+    config = resolve(config)
+    if config.split != "series":
+        raise ValueError(f"a forecaster reads data.split=series, found {config.split!r}")
+    timings = {}
+    start = time.perf_counter()
+    interactions, report, truth = load_source(config, log, region_resolution=6)
+    timings["load_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    data = series_data(panel(interactions, config.source, int(config.series_min_events)), int(config.series_cutoff),
+                       int(config.series_horizon), int(config.max_length))
+    timings["sequences_s"] = time.perf_counter() - start
+    log(f"series: {data.num_users} series x {data.values.shape[1]} days ({data.definition}); test days "
+        f"[{data.cutoff}, {data.cutoff + data.horizon}), {len(data.train['users']):,} training windows")
+    return Prepared(interactions, None, data, report, timings, truth, take_rows(data.train), None)

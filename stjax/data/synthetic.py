@@ -57,6 +57,9 @@ class SyntheticTruth:
     anomalous_users: int32[k] dense ids; anomaly_kind: object[k] in {'burst', 'bot'}
     successor: int32[items + 1], the item that tends to follow each item
     region_centres: float64[regions, 2] (lat, lon)
+    taste: float64[users + 1, categories], each user's personal category distribution (row 0 padding)
+    item_popularity: float64[items + 1], the Zipf weight that orders items inside their (category,
+        region) group (an event picks the more popular end of its group more often)
     """
 
     drift: np.ndarray
@@ -71,6 +74,8 @@ class SyntheticTruth:
     anomaly_kind: np.ndarray
     successor: np.ndarray
     region_centres: np.ndarray
+    taste: np.ndarray | None = None
+    item_popularity: np.ndarray | None = None
 
 
 def _sample_rows(rng: np.random.Generator, probabilities: np.ndarray) -> np.ndarray:
@@ -257,5 +262,7 @@ def generate(seed: int = 0, config: SyntheticConfig | None = None) -> tuple[Inte
         anomaly_kind=kinds,
         successor=padded(successor + 1, 0).astype(np.int32),
         region_centres=centres,
+        taste=np.concatenate([np.zeros((1, C)), taste]),
+        item_popularity=padded(popularity, 0.0),
     )
     return log, truth

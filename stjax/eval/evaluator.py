@@ -113,6 +113,9 @@ class Evaluator:
     def __init__(self, spec, module, sequences, config, popularity: np.ndarray | None = None, seed: int = 0,
                  shardings=None, width: int | None = None, name: str = "ranking"):
         self.spec, self.module, self.config, self.name = spec, module, config, name
+        if spec.score is None:
+            raise EvaluationError(f"model '{spec.name}' ranks no items; eval.evaluators '{name}' needs scores "
+                                  f"(choose an evaluator of what it predicts)")
         self.ks = tuple(int(k) for k in config.ks)
         self.mode = config.mode
         self.num_items = sequences.num_items

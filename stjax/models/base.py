@@ -7,7 +7,8 @@ A model is one file in `stjax/models/` that defines `SPEC = ModelSpec(...)`; the
   init(module, rng, batch, context=...) -> variables        (boxed logical axes allowed)
   losses(module, variables, batch, rng=..., step=..., context=..., config=...) -> ({group: loss}, aux)
   prepare_scoring(module, variables, context=...) -> scoring  (once per evaluation / recommend pass)
-  score(module, variables, batch, context=..., scoring=...) -> float[B, W]   (W >= I+1)
+  score(module, variables, batch, context=..., scoring=...) -> float[B, W]   (W >= I+1; None for a
+      model that ranks no items, such as a forecaster: it has `predict` instead)
   encode(module, variables, batch, context=..., scoring=...) -> float[B, D]  (user vectors)
   predict(module, variables, batch, context=..., scoring=...) -> values   (optional: a model that predicts
       values rather than item scores, e.g. a forecaster of behaviour volume)
@@ -45,6 +46,7 @@ class DataInfo:
 
     item_shards: the item table is sharded by rows over this many devices, so its row count is
     padded up to a multiple of it (`table_rows`). feature_sizes: sorted (name, size) pairs.
+    Forecasters (`series` batches): num_users series, max_length input days, horizon target days.
     """
 
     num_users: int
@@ -53,6 +55,7 @@ class DataInfo:
     item_shards: int = 1
     max_bag: int = 0
     feature_sizes: tuple[tuple[str, int], ...] = ()
+    horizon: int = 0
 
     def table_rows(self, extra: int = 0) -> int:
         """Rows of an item table: padding row 0, the I items, `extra` special rows, padded to the shards."""
@@ -213,13 +216,15 @@ class ModelSpec:
     config_checks(model_config): refuses a bad value of the model's own keys before any data loads
     (`config_keys` below: BadKey for one value, ValueError for a setting `make` cannot build);
     `stjax.validation` runs it at load time and `build_model` before `make`.
+    engine_defaults(config): sets the engine keys a model needs other defaults of in the whole
+    config (`stjax.config.base_config` calls it): a forecaster's data.split and evaluator.
     """
 
     name: str
     default_config: Callable[[], ml_collections.ConfigDict]
     make: Callable[..., nn.Module]
     losses: Callable[..., tuple[dict, dict]]
-    score: Callable[..., Any]
+    score: Callable[..., Any] | None = None
     batch_kind: str = "sequence"
     groups: tuple[str, ...] = ("model",)
     group_of: Callable[[tuple[str, ...]], str] = first_key_group
@@ -232,10 +237,13 @@ class ModelSpec:
     make_context: Callable[..., Any] = no_context
     trainable: bool = True
     config_checks: Callable[[ml_collections.ConfigDict], None] = common_checks
+    engine_defaults: Callable[[ml_collections.ConfigDict], None] | None = None
 
     def __post_init__(self):
         if self.batch_kind not in BATCH_KINDS:
             raise ValueError(f"model {self.name}: batch_kind {self.batch_kind!r} is not one of {BATCH_KINDS}")
+        if self.score is None and self.predict is None:
+            raise ValueError(f"model {self.name}: a model scores items (score) or predicts values (predict)")
         if not self.groups:
             raise ValueError(f"model {self.name}: at least one parameter group")
 

@@ -64,6 +64,15 @@ def render_drift(output: dict, section: Section) -> None:
                                   str(sum(1 for low in regions[name]["excess_low"] if low is not None and low > 0))]
                                  for name in sorted(regions, key=lambda n: -sum(regions[n]["events"]))],
                                 "a window moves more when the 95% interval of (region drift - global drift) is above 0"))
+    for step in output.get("vectors", {}).get("steps", []):
+        regions = step.get("regions", {})
+        section.tables.append(Table(
+            f"User vectors {step['from']} -> {step['to']}", ["users of", "users", "movement", "95% interval"],
+            [["everyone", f"{step['users']:,}", f"{step['mean']:.4f}", f"{step['low']:.4f}-{step['high']:.4f}"]]
+            + [[name, f"{entry['users']:,}", f"{entry['mean']:.4f}", f"{entry['low']:.4f}-{entry['high']:.4f}"]
+               for name, entry in sorted(regions.items(), key=lambda kv: -kv[1]["mean"])[:15]],
+            "movement: cosine distance between a user's vectors after aligning the two models (orthogonal Procrustes); "
+            f"without alignment everyone would seem to move {step['unaligned_mean']:.4f}"))
 
 
 register_analysis(Analysis("drift.json", "Analysis: interest drift by time and region", render_drift))
@@ -105,13 +114,26 @@ def render_anomalies(output: dict, section: Section) -> None:
 register_analysis(Analysis("anomalies.json", "Analysis: anomalous users", render_anomalies))
 
 
+def _engine_note(output: dict) -> str:
+    """What the engine's forecasters did in each fold (or that none ran)."""
+    folds = output.get("engine_folds", {})
+    if not folds:
+        return " No stjax forecaster ran in this backtest (stjax analyze forecast --neural names them)."
+    parts = []
+    for name, about in folds.items():
+        epochs = [fold.get("epochs", 0) for fold in about]
+        parts.append(f"{name} trained once per fold by the engine on the days before the cutoff (the last "
+                     f"{output['horizon']} of them for early stopping): {min(epochs):.0f}-{max(epochs):.0f} epochs, "
+                     f"early stopping fired in {sum(bool(fold.get('stopped_early')) for fold in about)} of {len(about)}")
+    return " " + "; ".join(parts) + "."
+
+
 def render_forecast(output: dict, section: Section) -> None:
     horizon, cutoffs = output["horizon"], output["cutoffs"]
     section.intro = (f"{output['source']}: {output['definition']}; {len(output['series'])} series of "
                      f"{output['days']:,} days. Rolling-origin backtest: {len(cutoffs)} folds of {horizon} days with "
                      f"an expanding window (cutoffs at day {cutoffs[0]} to {cutoffs[-1]} of the panel). MASE is scaled "
-                     f"by each fold's in-sample seasonal-naive error at lag {output['season']}. "
-                     f"{output.get('not_included', '')}.")
+                     f"by each fold's in-sample seasonal-naive error at lag {output['season']}." + _engine_note(output))
     measures = ["mae", "rmse", "smape", "mase", "coverage-80", "coverage-95"]
     section.tables.append(Table("Backtest, averaged over series and folds", ["model", *measures],
                                 [[name, *[f"{values[m]:.3f}" for m in measures]]
@@ -173,3 +195,30 @@ def render_profiles(output: dict, section: Section) -> None:
 
 
 register_analysis(Analysis("profiles.json", "Analysis: user profiles", render_profiles))
+
+
+def render_feedback(output: dict, section: Section) -> None:
+    rounds = output["rounds"]
+    settings = output["settings"]
+    section.intro = (f"{output['model']}'s top-{settings['k']} shown to the synthetic data's users for "
+                     f"{settings['rounds']} rounds; each user takes one item (a share {settings['organic']} chosen "
+                     f"outside the list from their own preferences) and the model is updated on the choices "
+                     f"({settings['update_epochs']} epochs of stjax update per round). {output['method']}")
+    measures = ["hr", "recall", "utility", "coverage", "gini", "regional_jsd", "chosen_popularity"]
+    section.tables.append(Table("Per round (lists shown before the round's update)", ["round", *measures],
+                                [[str(line["round"]), *[f"{line[m]:.4f}" if m in line else "" for m in measures]]
+                                 for line in rounds], "round 0: the trained model before any feedback"))
+    steps = np.array([line["round"] for line in rounds], float)
+    section.figures.append(figures.curves(
+        "Accuracy against the true preferences", "HR and recall of the shown lists against each user's true top-K, "
+        "and the utility of the lists relative to the best possible", [
+            (name, steps, np.array([line[name] for line in rounds], float)) for name in ("hr", "recall", "utility")],
+        "round", "share (0 to 1)"))
+    section.figures.append(figures.curves(
+        "Diversity", "catalogue coverage, Gini of exposure, and the mean JSD between regions' exposure "
+        "(falling: regions are shown the same items)", [
+            (name, steps, np.array([line[name] for line in rounds], float))
+            for name in ("coverage", "gini", "regional_jsd")], "round", "value"))
+
+
+register_analysis(Analysis("feedback.json", "Analysis: a simulated feedback loop", render_feedback))

@@ -168,9 +168,15 @@ def metrics(run: Run) -> Section:
         return section
     protocols = run.results.get("protocols", {})
     section.intro = "; ".join(f"{description}" for description in protocols.values())
-    section.tables.append(metrics_table({"valid": run.results.get("valid", {}), "test": run.results.get("test", {})},
-                                        "Best checkpoint on validation and test",
-                                        f"best validation {run.metric} at step {run.results.get('best_step')}"))
+    parts = {"valid": run.results.get("valid", {}), "test": run.results.get("test", {})}
+    caption = f"best validation {run.metric} at step {run.results.get('best_step')}"
+    if any("@" in name for values in parts.values() for name in values):
+        section.tables.append(metrics_table(parts, "Best checkpoint on validation and test", caption))
+    else:  # metrics without cut-offs (a forecaster's MASE, coverage)
+        names = sorted({name for values in parts.values() for name in values if name != "num_users"})
+        section.tables.append(Table("Best checkpoint on validation and test", ["metric", "valid", "test"],
+                                    [[name, _number(parts["valid"].get(name)), _number(parts["test"].get(name))]
+                                     for name in names], caption))
     return section
 
 
@@ -223,6 +229,8 @@ def breakdowns(run: Run) -> Section:
         section.missing.append(f"no per-row results (test_rows.npz): this run predates them; "
                                f"`stjax evaluate --workdir {run.folder.path}` writes them")
         return section
+    if "quantiles" in rows:  # a forecaster: each series' test days
+        return _forecast_rows(run, rows, section)
     metric = run.metric if run.metric in rows else next((n for n in rows if "@" in n and not n.startswith("about/")), None)
     if metric is None:
         section.missing.append("test_rows.npz holds no metric")
@@ -295,6 +303,22 @@ def breakdowns(run: Run) -> Section:
     return section
 
 
+def _forecast_rows(run: Run, rows: dict, section: Section) -> Section:
+    """A forecaster's test forecasts: the series with the largest volume, actual against forecast."""
+    actual = rows["actual"].astype(float)
+    order = np.argsort(-actual.sum(axis=1), kind="stable")
+    horizon = actual.shape[1]
+    days = np.arange(1, horizon + 1)
+    section.intro = (f"The test days of {len(actual):,} series: the median forecast with its 95% interval against "
+                     f"what happened (the {min(4, len(actual))} largest series).")
+    for row in order[:4]:
+        section.figures.append(figures.forecast_plot(
+            f"{rows['series'][row]}", f"the {horizon} test days after the cutoff", days, actual[row], days,
+            rows["mean"][row].astype(float), rows["lo-95"][row].astype(float), rows["hi-95"][row].astype(float),
+            "test day", "events per day"))
+    return section
+
+
 def geography(run: Run) -> Section:
     section = Section("map", "Map")
     rows = run.rows
@@ -305,6 +329,9 @@ def geography(run: Run) -> Section:
     known = np.isfinite(latitude) & np.isfinite(longitude)
     if not known.any():
         section.missing.append("no map: the data have no coordinates (latitude/longitude of users or places)")
+        return section
+    if not any(name.startswith("hr@") for name in rows):
+        section.missing.append("no map: the rows carry no hits (the model ranks no items)")
         return section
     k = _hit_k(rows, run.metric)
     hit = rows[f"hr@{k}"][known] > 0

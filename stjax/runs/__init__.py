@@ -4,13 +4,15 @@ A run is a folder that `evaluate`, `recommend`, `explain`, `export` (and the rep
 analyses) use without the original data:
 
   config.json      the resolved config            run.json      model, batch kind, DataInfo, time origin
-  vocab.json       original user and item ids     histories.npz every user's events (flat arrays, offsets)
+  vocab.json       original user and item ids     histories.npz every user's events (flat arrays, offsets;
+                   (and behaviour, region names)               with behaviour, coordinates and region codes)
   context.npz      the model's run-wide arrays    metrics.jsonl a line per log step and per evaluation
   tb/              TensorBoard events             results.json  final metrics, protocols, timings
   checkpoints/     Orbax steps (`Checkpoints`)    .lock         one trainer per folder
   test_rows.npz    each test row's ranks, metrics and what it is about (history length, gap,
                    revisit, region, coordinates), from the best checkpoint: the report's breakdowns
   analysis/        outputs of the analyses (`stjax analyze`, `stjax anomalies`), one JSON file each
+  updates.jsonl    a line per `stjax update` (new events, sizes, steps, metrics; `stjax.train.update`)
 
 Only process 0 of a multi-process run writes the run files and holds the lock (`is_writer`).
 """
@@ -27,6 +29,7 @@ import numpy as np
 from stjax.config import saved_config, to_json
 from stjax.data.batching import relative_times, user_histories
 from stjax.data.histories import Histories
+from stjax.data.table import PAD, InteractionLog, Vocab
 from stjax.models.base import DataInfo
 from stjax.runs.checkpoints import CheckpointError, Checkpoints
 
@@ -93,9 +96,14 @@ class RunFolder:
             "model": spec.name, "batch_kind": spec.batch_kind, "info": info.to_dict(), "time_origin": time_origin}))
         (self.path / "vocab.json").write_text(json.dumps({
             "items": log.item_vocab.tokens.tolist(), "users": log.user_vocab.tokens.tolist(),
-            "time_origin": time_origin}))
+            "time_origin": time_origin, "behaviours": log.behaviour_vocab.tokens.tolist(),
+            "regions": log.region_vocab.tokens.tolist()}))
         times, _ = relative_times(log)
-        np.savez(self.path / "histories.npz", **user_histories(log, times))
+        # The event columns beyond items and times, so that `log()` gives back the whole log (an update
+        # recomputes a model's context from it): behaviour, coordinates, region codes.
+        columns = {"behaviour": log.behaviour, "latitude": log.latitude, "longitude": log.longitude,
+                   "region": log.region}
+        np.savez(self.path / "histories.npz", **user_histories(log, times), **columns)
         context = jax.device_get(context)
         if context:
             flat = {"/".join(str(getattr(k, "key", k)) for k in path): np.asarray(leaf)
@@ -164,6 +172,45 @@ class RunFolder:
                          offsets=np.asarray(offsets[1:num_users + 2], np.int64),
                          items=np.asarray(items, np.int32), timestamps=np.asarray(timestamps, np.int32))
 
+    def log(self) -> InteractionLog:
+        """The run's whole log (what `write` saved: every event of every user, sorted by user and time)
+        with its vocabularies. Runs written before histories.npz kept behaviours, coordinates and regions
+        get one behaviour, NaN coordinates and region 0 (unknown)."""
+        path = self.path / "histories.npz"
+        if not path.exists():
+            raise RunError(f"{self.path}: no histories.npz (written by stjax train)")
+        vocab = self.vocab()
+        with np.load(path) as saved:
+            arrays = {name: saved[name] for name in saved.files}
+        counts = np.diff(arrays["offsets"]).astype(np.int64)
+        events = len(arrays["items"])
+
+        def column(name, fill, dtype):
+            return np.asarray(arrays[name], dtype) if name in arrays else np.full(events, fill, dtype)
+
+        behaviours = vocab.get("behaviours") or [PAD, "rate"]
+        return InteractionLog(
+            user=np.repeat(np.arange(len(counts), dtype=np.int32), counts),
+            item=np.asarray(arrays["items"], np.int32),
+            timestamp=np.asarray(arrays["timestamps"], np.int64) + int(vocab.get("time_origin", 0)),
+            behaviour=column("behaviour", 1, np.int8), value=column("values", np.nan, np.float32),
+            latitude=column("latitude", np.nan, np.float32), longitude=column("longitude", np.nan, np.float32),
+            region=column("region", 0, np.int32),
+            user_vocab=Vocab(np.asarray(vocab["users"], dtype=object)),
+            item_vocab=Vocab(np.asarray(vocab["items"], dtype=object)),
+            behaviour_vocab=Vocab(np.asarray(behaviours, dtype=object)),
+            region_vocab=Vocab(np.asarray(vocab.get("regions") or [PAD], dtype=object)))
+
+    def updates(self) -> list[dict]:
+        """updates.jsonl's records, one per `stjax update` (none for a run never updated)."""
+        path = self.path / "updates.jsonl"
+        if not path.exists():
+            return []
+        try:
+            return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        except ValueError as err:
+            raise RunError(f"{path}: not a JSON line per update ({err})") from None
+
     def history_values(self) -> np.ndarray | None:
         """The values (ratings) of histories.npz's events, float32[E] in its order; None for runs
         written before values were kept."""
@@ -196,6 +243,9 @@ class RunFolder:
         saved = self.path / "config.json"
         if not saved.exists():
             return
+        if (self.path / "updates.jsonl").exists():  # its sizes and log are no longer the config's data
+            raise RunError(f"{self.path} holds a run updated on new events (updates.jsonl); training cannot "
+                           f"resume it: continue it with stjax update, or use another --workdir")
         old = read_json(saved, "the run's config")
         if not isinstance(old, dict):
             raise RunError(f"{saved}: the run's config is not a JSON object; delete the run folder or use "

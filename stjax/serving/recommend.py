@@ -117,6 +117,9 @@ def check_batch_kind(spec, histories: Histories | None = None) -> None:
     """Recommend serves the kinds that build batches from histories (`BatchKind.serve`); a model with
     one row per trained user (`known_users_only`, e.g. LightGCN) scores only users it was trained on."""
     kind = get_kind(spec.batch_kind)
+    if spec.score is None:
+        raise RecommendError(f"model '{spec.name}' ranks no items (it predicts values: stjax evaluate reports "
+                             f"its metrics); recommend serves models that score items")
     if kind.serve is None:
         raise RecommendError(f"model '{spec.name}' reads '{spec.batch_kind}' batches; recommend serves models "
                              f"that read a history as a sequence or a bag of items, or known users")

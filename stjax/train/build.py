@@ -84,7 +84,7 @@ def build_model(config, info: DataInfo, context=None, total_steps: int = 1, mesh
     module = spec.make(config.model, info)
     context = {} if context is None else context
     batch = sample_batch(spec.batch_kind, batch_size, info.max_length, info.max_bag,
-                         int(config.data.num_negatives))
+                         int(config.data.num_negatives), max(1, info.horizon))
     state, tx, shardings = create_state(
         spec, module, lambda params: create_optimizer(train, total_steps, spec, params), batch, context,
         int(config.seed), mesh, rules_from_config(train.logical_axis_rules))
@@ -112,13 +112,15 @@ def build_run(config, log=print, context: dict | None = None) -> Run:
     except ValueError as err:  # a data config the pipeline cannot use (unknown split, bad columns, ...)
         raise ConfigError(f"data config: {err}") from None
     sequences = prepared.sequences
-    check_against_data(config, sequences.num_items)
+    if prepared.split is not None:  # forecasters rank no items
+        check_against_data(config, sequences.num_items)
     if prepared.train_source.num_rows == 0:
         raise TrainingError(f"no training examples for batch kind '{spec.batch_kind}' (for sequences: every "
                             f"user has fewer than two training events)")
     info = DataInfo(num_users=sequences.num_users, num_items=sequences.num_items, max_length=sequences.max_length,
                     item_shards=math.lcm(mesh.shape["model"], int(config.train.item_rows_multiple)),
-                    max_bag=int(prepared.bags["bag"].shape[1]) if prepared.bags is not None else 0)
+                    max_bag=int(prepared.bags["bag"].shape[1]) if prepared.bags is not None else 0,
+                    horizon=int(getattr(sequences, "horizon", 0)))
     iterator = BatchIterator(prepared.train_source, int(config.train.batch_size), seed=int(config.seed),
                              process_index=jax.process_index(), process_count=jax.process_count())
     total_steps = int(config.train.num_steps or 0) or int(config.train.num_epochs) * iterator.steps_per_epoch
@@ -131,7 +133,9 @@ def build_run(config, log=print, context: dict | None = None) -> Run:
                iterator=iterator, total_steps=total_steps)
 
 
-def _popularity(prepared) -> np.ndarray:
+def _popularity(prepared) -> np.ndarray | None:
+    if prepared.split is None:  # forecasters: series, no items
+        return None
     return np.bincount(prepared.sequences.train["targets"].ravel(), minlength=prepared.sequences.num_items + 1)
 
 

@@ -12,6 +12,7 @@ nothing else syncs with the host inside the loop except evaluations.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -149,14 +150,9 @@ def _train_and_evaluate(config, folder: RunFolder, log, progress: bool) -> dict:
     train = config.train
     compiles = CompileCounter()
     evaluators = make_evaluators(run)
-    metric_name = config.eval.metric
-    higher = evaluators.higher_is_better(metric_name)
-    train_step = make_train_step(run.spec, run.module, run.tx, config.model, int(config.seed), run.shardings)
+    higher = evaluators.higher_is_better(config.eval.metric)
     checkpoints = folder.checkpoints(keep=int(train.keep_checkpoints), async_save=bool(train.async_checkpoints),
                                      log=log, higher_is_better=higher)
-    steps_per_epoch = run.iterator.steps_per_epoch
-    eval_every = int(train.eval_every) or steps_per_epoch * int(train.eval_every_epochs)
-    log_every = max(1, int(train.log_every))
     best = Best({"best": None, "bad_evals": 0, "iterator": run.iterator.get_state(), "stopped_early": False},
                 higher, int(train.patience))
     state, step = run.state, 0
@@ -165,6 +161,63 @@ def _train_and_evaluate(config, folder: RunFolder, log, progress: bool) -> dict:
         run.iterator.set_state(best.record["iterator"])
         log(f"resumed from step {step} in {folder}")
     folder.truncate_metrics(step, log)
+    fitted = fit(run, folder, evaluators, checkpoints, best, state, step, log=log, progress=progress)
+    best_state, best_record = checkpoints.restore_best(run.abstract_state())
+    checkpoints.close()
+    tick = time.perf_counter()
+    results = {
+        "valid": evaluators.evaluate(best_state.params, "valid", run.context),
+        "test": evaluators.evaluate(best_state.params, "test", run.context),
+        "protocols": evaluators.protocols,
+    }
+    folder.write_rows(evaluators.per_row(best_state.params, "test", run.context))
+    fitted.clock["eval"] += time.perf_counter() - tick
+    results["best_step"] = best_record["best"]["step"]
+    results["steps"] = fitted.step
+    results["epochs"] = round(fitted.step / run.iterator.steps_per_epoch, 2)  # steps trained, in epochs
+    results["stopped_early"] = best.stopped
+    results["config"] = json.loads(to_json(config))
+    results["timings"] = {**timings, **fitted.timings(compiles, evaluators)}
+    folder.write_results(results)
+    return results
+
+
+@dataclasses.dataclass
+class Fitted:
+    """What `fit` ends with: the last state and step, its clocks (seconds of training, evaluation and the
+    first step's compile; targets trained) and its jitted step (for compile counts)."""
+
+    state: object
+    step: int
+    clock: dict
+    train_step: object
+
+    def timings(self, compiles: CompileCounter, evaluators) -> dict:
+        clock = self.clock
+        return {
+            "compile_s": round(clock["compile"] or 0.0, 3),
+            "train_s": round(clock["train"], 3),
+            "eval_s": round(clock["eval"], 3),
+            "train_targets_per_s": round(clock["targets"] / clock["train"], 1) if clock["train"] else None,
+            "train_step_compiles": compiles.count(self.train_step),
+            "eval_step_compiles": compiles.count(*evaluators.steps),
+        }
+
+
+def fit(run, folder: RunFolder, evaluators, checkpoints, best: Best, state, step: int, *, log, progress: bool,
+        origin: int = 0) -> Fitted:
+    """Steps `state` from `step` to `run.total_steps` on `run.iterator`'s batches: a metric window to the
+    sinks every `train.log_every` steps, an evaluation on "valid" (into `best`) and a checkpoint every
+    `train.eval_every` steps (or `eval_every_epochs` epochs) counted from `origin`, and at the last step.
+    `train_and_evaluate` fits from step 0 (or where it resumes); `stjax.train.update` from the run's last
+    step, with `origin` there."""
+    config = run.config
+    train = config.train
+    metric_name = config.eval.metric
+    train_step = make_train_step(run.spec, run.module, run.tx, config.model, int(config.seed), run.shardings)
+    steps_per_epoch = run.iterator.steps_per_epoch
+    eval_every = int(train.eval_every) or steps_per_epoch * int(train.eval_every_epochs)
+    log_every = max(1, int(train.log_every))
     sink = MetricsLog(folder, step, run.total_steps, steps_per_epoch, log, progress)
     clock = {"train": 0.0, "eval": 0.0, "compile": None, "targets": 0.0}
 
@@ -175,7 +228,7 @@ def _train_and_evaluate(config, folder: RunFolder, log, progress: bool) -> dict:
         if not math.isfinite(loss):
             raise TrainingError(f"non-finite loss ({loss}) between steps {at - count + 1} and {at}; "
                                 f"stopped. The last good checkpoint is step {checkpoints.latest_step()} in "
-                                f"{folder}/checkpoints (lower train.learning_rate or set train.clip_norm)")
+                                f"{checkpoints.root} (lower train.learning_rate or set train.clip_norm)")
         clock["targets"] += targets
         checkpoints.check()  # a failed background save stops the run here, not one evaluation later
 
@@ -194,7 +247,7 @@ def _train_and_evaluate(config, folder: RunFolder, log, progress: bool) -> dict:
             window = metrics if window is None else jax.tree_util.tree_map(jnp.add, window, metrics)
             window_steps += 1
             step += 1
-            evaluating = step % eval_every == 0 or step == run.total_steps
+            evaluating = (step - origin) % eval_every == 0 or step == run.total_steps
             if evaluating or step % log_every == 0:
                 pending, window, window_steps = (window, window_steps, step), None, 0
             if evaluating:
@@ -216,31 +269,7 @@ def _train_and_evaluate(config, folder: RunFolder, log, progress: bool) -> dict:
         checkpoints.wait()
     finally:
         sink.close()
-    best_state, best_record = checkpoints.restore_best(run.abstract_state())
-    checkpoints.close()
-    tick = time.perf_counter()
-    results = {
-        "valid": evaluators.evaluate(best_state.params, "valid", run.context),
-        "test": evaluators.evaluate(best_state.params, "test", run.context),
-        "protocols": evaluators.protocols,
-    }
-    folder.write_rows(evaluators.per_row(best_state.params, "test", run.context))
-    clock["eval"] += time.perf_counter() - tick
-    results["best_step"] = best_record["best"]["step"]
-    results["steps"] = step
-    results["stopped_early"] = best.stopped
-    results["config"] = json.loads(to_json(config))
-    results["timings"] = {
-        **timings,
-        "compile_s": round(clock["compile"] or 0.0, 3),
-        "train_s": round(clock["train"], 3),
-        "eval_s": round(clock["eval"], 3),
-        "train_targets_per_s": round(clock["targets"] / clock["train"], 1) if clock["train"] else None,
-        "train_step_compiles": compiles.count(train_step),
-        "eval_step_compiles": compiles.count(*evaluators.steps),
-    }
-    folder.write_results(results)
-    return results
+    return Fitted(state, step, clock, train_step)
 
 
 def _tensorboard(workdir: Path, step: int):

@@ -1,0 +1,20 @@
+"""forecast_lstm on ml-1m: an LSTM forecaster of daily behaviour volume, one fold of the backtest.
+
+    stjax train --config experiments/forecast_lstm_ml1m.py --workdir runs/forecast_lstm_ml1m
+    stjax train --config experiments/forecast_lstm_ml1m.py:tiny --workdir /tmp/forecast_lstm_ml1m-tiny   # test-sized
+
+The panel is `stjax.data.series`' (the same as `stjax analyze forecast --data ml-1m`); the test is
+the last data.series_horizon days (data.series_cutoff=0; a negative value moves it back). The
+whole backtest (8 folds, beside statsforecast's baselines) is
+
+    stjax analyze forecast --data ml-1m --neural forecast_lstm --out runs/forecast/ml-1m
+
+Result: the README's forecasting table (from forecast.json of that command).
+"""
+
+from stjax.config import base_config, variant
+
+
+def get_config(arg=None):
+    config = base_config("forecast_lstm", source="ml-1m")  # the forecaster defaults (engine_defaults)
+    return variant(config, arg)

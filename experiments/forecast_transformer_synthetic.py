@@ -1,0 +1,20 @@
+"""forecast_transformer on synthetic: a transformer forecaster of daily behaviour volume, one fold of the backtest.
+
+    stjax train --config experiments/forecast_transformer_synthetic.py --workdir runs/forecast_transformer_synthetic
+    stjax train --config experiments/forecast_transformer_synthetic.py:tiny --workdir /tmp/forecast_transformer_synthetic-tiny   # test-sized
+
+The panel is `stjax.data.series`' (the same as `stjax analyze forecast --data synthetic`); the test is
+the last data.series_horizon days (data.series_cutoff=0; a negative value moves it back). The
+whole backtest (8 folds, beside statsforecast's baselines) is
+
+    stjax analyze forecast --data synthetic --neural forecast_transformer --out runs/forecast/synthetic
+
+Result: the README's forecasting table (from forecast.json of that command).
+"""
+
+from stjax.config import base_config, variant
+
+
+def get_config(arg=None):
+    config = base_config("forecast_transformer", source="synthetic")  # the forecaster defaults (engine_defaults)
+    return variant(config, arg)
