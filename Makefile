@@ -19,11 +19,15 @@ demo: $(STAMP)
 chromium:
 	bash scripts/install_chromium.sh
 
+# Test files run in parallel, one file per worker (pytest-xdist, --dist loadfile: a file's
+# module fixtures are built once); TEST_JOBS workers, default the number of CPUs (at most 4).
+TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
+
 test: $(STAMP) chromium
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile --durations=25
 
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -m slow -n $(TEST_JOBS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check stjax tests scripts experiments
