@@ -15,6 +15,16 @@ the update on the same period (its new rows untrained), and the wall time of (a)
 
 Resumable: a finished run (base, each update, each retrain) is read back from `--out`, not redone.
 Writes `--out/results.json` (and the machine it ran on).
+
+Measured (2 shared AMD EPYC cores, load 5-7; --epochs 4 --update-epochs 4: far below the
+experiments' 200/20 epochs, so every model is under-trained and the update, which has seen the
+base for 4 epochs and the new events for 4 more, is favoured), NDCG@10 / HR@10 on the following
+period, wall seconds:
+  ML-1M (--rounds 1), increment 1 -> ranked on increment 2 (523 known users): update 0.1270 / 0.3996
+    in 208 s; retrain 0.1252 / 0.3843 in 794 s.
+  Foursquare NYC, increment 1 -> 2 (841 users): update 0.1572 / 0.5553 in 59 s; retrain 0.1222 /
+    0.4958 in 114 s; increment 2 -> 3 (797 users): update 0.1900 / 0.5797 in 62 s; retrain 0.1420 /
+    0.4981 in 102 s.
 """
 
 from __future__ import annotations
