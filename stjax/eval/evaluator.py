@@ -104,6 +104,23 @@ def sample_negatives(examples: dict, num_items: int, count: int, strategy: str, 
     return out
 
 
+def device_batches(examples: dict, batch_size: int, shardings=None):
+    """The fixed-size batches of evaluation examples on the devices (split over `data` when sharded)."""
+    for batch in eval_batches(examples, batch_size):
+        yield put_global(batch, shardings.batch) if shardings is not None else \
+            {k: jnp.asarray(v) for k, v in batch.items()}
+
+
+def summed(step, params, batches, context=None, scoring=None) -> dict | None:
+    """An evaluation step's outputs summed over batches on the device, fetched once (None: no batch)."""
+    context = {} if context is None else context
+    totals = None
+    for batch in batches:
+        result = step(params, batch, context, scoring)
+        totals = result if totals is None else jax.tree_util.tree_map(jnp.add, totals, result)
+    return None if totals is None else jax.device_get(totals)
+
+
 class Evaluator:
     """Ranking metrics of one model on the valid or test examples (`SequenceData.valid/test`).
 
@@ -151,20 +168,12 @@ class Evaluator:
         return f"{self.name}: full ranking, {targets}{history}"
 
     def _device_batches(self, part: str):
-        """The fixed-size batches of `part` on the devices (split over `data` when sharded)."""
-        for batch in eval_batches(self.examples[part], self.batch_size):
-            yield put_global(batch, self.shardings.batch) if self.shardings is not None else \
-                {k: jnp.asarray(v) for k, v in batch.items()}
+        return device_batches(self.examples[part], self.batch_size, self.shardings)
 
     def evaluate(self, params, part: str, context=None, scoring=None) -> dict[str, float]:
-        context = {} if context is None else context
-        totals = None
-        for batch in self._device_batches(part):
-            result = self.step(params, batch, context, scoring)
-            totals = result if totals is None else jax.tree_util.tree_map(jnp.add, totals, result)
+        totals = summed(self.step, params, self._device_batches(part), context, scoring)
         if totals is None:
             return {}
-        totals = jax.device_get(totals)
         count = float(totals.pop("count"))
         metrics = {name: float(value) / max(count, 1.0) for name, value in totals.items()}
         metrics["num_users"] = int(count)

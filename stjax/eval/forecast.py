@@ -15,13 +15,16 @@ forecaster's step is jitted once (the series go in one padded batch split over `
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from stjax.data.batching import pad_batch
 from stjax.data.series import QUANTILES, seasonal_naive_error
-from stjax.devices import put_global
-from stjax.eval.evaluator import EvalSetup, EvaluationError, EvaluatorSpec, register_evaluator
+from stjax.eval.evaluator import (
+    EvalSetup,
+    EvaluationError,
+    EvaluatorSpec,
+    device_batches,
+    register_evaluator,
+)
 
 METRICS = ("mae", "rmse", "smape", "mase", "coverage-80", "coverage-95")
 INTERVALS = {80: (QUANTILES.index(0.1), QUANTILES.index(0.9)), 95: (QUANTILES.index(0.025), QUANTILES.index(0.975))}
@@ -63,9 +66,7 @@ class ForecastEvaluator:
     def forecasts(self, params, part: str, context=None, scoring=None) -> dict[str, np.ndarray]:
         """Unscaled quantiles float[S, h, Q] of `part` and the actual values float[S, h]."""
         examples = getattr(self.data, part)
-        batch = pad_batch(dict(examples), self.batch_size)
-        batch = put_global(batch, self.shardings.batch) if self.shardings is not None else \
-            {k: jnp.asarray(v) for k, v in batch.items()}
+        batch = next(device_batches(examples, self.batch_size, self.shardings))  # every series in one batch
         quantiles = np.asarray(jax.device_get(self.step(params, batch, {} if context is None else context, scoring)),
                                np.float64)[:self.data.num_users]
         scale = np.asarray(examples["scale"], np.float64)

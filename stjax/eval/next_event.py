@@ -18,14 +18,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stjax.data.batching import eval_batches
-from stjax.devices import put_global
 from stjax.eval.evaluator import (
     EvalSetup,
     EvaluationError,
     EvaluatorSpec,
+    device_batches,
     eval_batch_size,
     register_evaluator,
+    summed,
 )
 
 HOUR = 3600.0
@@ -105,19 +105,12 @@ class NextEventEvaluator:
                 f"gap in the history window (one event: the training median, {self.fallback_hours:.2f} h)")
 
     def _device_batches(self, part: str):
-        for batch in eval_batches(self.examples[part], self.batch_size):
-            yield put_global(batch, self.shardings.batch) if self.shardings is not None else \
-                {k: jnp.asarray(v) for k, v in batch.items()}
+        return device_batches(self.examples[part], self.batch_size, self.shardings)
 
     def evaluate(self, params, part: str, context=None, scoring=None) -> dict[str, float]:
-        context = {} if context is None else context
-        totals = None
-        for batch in self._device_batches(part):
-            result = self.step(params, batch, context, scoring)
-            totals = result if totals is None else jax.tree_util.tree_map(jnp.add, totals, result)
+        totals = summed(self.step, params, self._device_batches(part), context, scoring)
         if totals is None:
             return {}
-        totals = jax.device_get(totals)
         count = float(totals.pop("count"))
         metrics = {name: float(totals[name]) / max(count, 1.0) for name in METRICS}
         return metrics | {"num_users": int(count), "fallback_users": int(round(float(totals["fallback_users"])))}

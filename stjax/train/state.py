@@ -185,7 +185,7 @@ def create_state(spec, module, tx_factory, sample_batch: dict, context, seed: in
     return state, tx, shardings
 
 
-def _dict_keys(path) -> tuple[str, ...]:
+def dict_keys(path) -> tuple[str, ...]:
     """The trailing run of dict keys of a key path (a parameter's path inside an optimizer state)."""
     keys = []
     for entry in reversed(path):
@@ -201,10 +201,10 @@ def _like_params(opt_state, params, param_shardings, replicated):
     by_path = {}
     for (path, leaf), sharding in zip(jax.tree_util.tree_flatten_with_path(params)[0],
                                       jax.tree_util.tree_leaves(param_shardings)):
-        by_path[_dict_keys(path)] = (leaf.shape, sharding)
+        by_path[dict_keys(path)] = (leaf.shape, sharding)
 
     def sharding_of(path, leaf):
-        keys = _dict_keys(path)
+        keys = dict_keys(path)
         for start in range(len(keys)):
             found = by_path.get(keys[start:])
             if found is not None and found[0] == leaf.shape:

@@ -68,7 +68,7 @@ from stjax.models.base import DataInfo
 from stjax.runs import RunError, RunFolder
 from stjax.train.build import Model, Run, build_model, make_evaluators
 from stjax.train.loop import Best, fit
-from stjax.train.state import TrainState
+from stjax.train.state import TrainState, dict_keys
 
 UPDATABLE_KINDS = ("sequence", "bag", "pairs")
 RECOMPUTED_SPLITS = ("leave_one_out", "temporal")
@@ -356,16 +356,6 @@ def resolve_axis(maps: list[RowMap], old_size: int, new_size: int, logical: str 
     return distinct[0]
 
 
-def _keys(path) -> tuple[str, ...]:
-    """The trailing dict keys of a key path (a parameter's path, also inside an optimizer state)."""
-    keys = []
-    for entry in reversed(path):
-        if not isinstance(entry, jax.tree_util.DictKey):
-            break
-        keys.append(str(entry.key))
-    return tuple(reversed(keys))
-
-
 def grow_leaf(old: np.ndarray, fresh: np.ndarray, maps: list[RowMap], names: tuple, where: str) -> np.ndarray:
     """`fresh` with `old`'s entries copied in along every axis (an axis that kept its size: as it is)."""
     old, out = np.asarray(old), np.array(fresh, copy=True)
@@ -411,10 +401,10 @@ def grow_state(old_state: TrainState, fresh_state: TrainState, old: DataInfo, ne
     param_paths = jax.tree_util.tree_flatten_with_path(old_state.params)[0]
     specs = jax.tree_util.tree_leaves(logical, is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec))
     for (path, leaf), spec in zip(param_paths, specs):
-        names[_keys(path)] = (np.shape(leaf), tuple(spec) if spec is not None else ())
+        names[dict_keys(path)] = (np.shape(leaf), tuple(spec) if spec is not None else ())
 
     def grow(path, old_leaf, fresh_leaf):
-        keys = _keys(path)
+        keys = dict_keys(path)
         axes = ()
         for start in range(len(keys)):  # the parameter this leaf mirrors (same trailing keys and shape)
             found = names.get(keys[start:])
