@@ -95,7 +95,8 @@ def train(config, workdir: Path) -> dict:
     start = time.perf_counter()
     results = train_and_evaluate(config, workdir, log=lambda m: None, progress=False)
     record = {"wall_s": round(time.perf_counter() - start, 1), "train_s": results["timings"]["train_s"],
-              "best_step": results["best_step"], "steps": results["steps"], "test": shown(results["test"])}
+              "best_step": results["best_step"], "steps": results["steps"], "epochs": results.get("epochs"),
+              "stopped_early": results.get("stopped_early"), "test": shown(results["test"])}
     done.write_text(json.dumps(record))
     return record
 
@@ -136,11 +137,14 @@ def measure(name: str, args) -> dict:
         result["rounds"].append({
             "update_on": f"increment {k}", "ranked_on": f"increment {k + 1}",
             "update": {"following": updated, "wall_s": update["wall_s"], "train_s": update["timings"]["train_s"],
-                       "steps": update["steps"], "best_step": update["best_step"], "train_rows": update["train_rows"],
+                       "steps": update["steps"], "trained_to": update.get("trained_to"), "best_step": update["best_step"],
+                       "train_rows": update["train_rows"],
+                       "stopped_early": update.get("stopped_early"),
                        "new_users": update["new_users"], "new_items": update["new_items"],
                        "new_events": update["new_events"]},
             "retrain": {"following": retrained, "wall_s": retrained_run["wall_s"], "train_s": retrained_run["train_s"],
-                        "steps": retrained_run["steps"], "best_step": retrained_run["best_step"]},
+                        "steps": retrained_run["steps"], "best_step": retrained_run["best_step"],
+                        "epochs": retrained_run.get("epochs"), "stopped_early": retrained_run.get("stopped_early")},
         })
         print(json.dumps({name: result["rounds"][-1]}), flush=True)
     return result
