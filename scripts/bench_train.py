@@ -27,14 +27,13 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-from bench_common import machine  # scripts/ is on the path when a script runs
+from bench_common import JsonWorker, machine, ratios, spread  # scripts/: on the path
 
 from stjax.config import base_config
 from stjax.train.loop import build_run, make_evaluators
@@ -53,11 +52,6 @@ def sasrec_config(source: str, window: str = "last"):
     return config
 
 
-def spread(seconds: list[float]) -> dict:
-    return {"median": round(statistics.median(seconds), 5), "best": round(min(seconds), 5),
-            "worst": round(max(seconds), 5), "repeats": [round(s, 5) for s in seconds]}
-
-
 def timed_steps(step, state, run, count: int):
     """`count` steps of the training loop's path: iterator -> device_put -> sharded, donated step;
     metrics summed on the device, fetched once at the end. -> (state, seconds per step, targets)."""
@@ -70,47 +64,12 @@ def timed_steps(step, state, run, count: int):
     return state, (time.perf_counter() - start) / count, targets
 
 
-def ratios(numerator: list[float], denominator: list[float]) -> dict:
-    per_repeat = [a / b for a, b in zip(numerator, denominator)]
-    return {"median": round(statistics.median(per_repeat), 2), "min": round(min(per_repeat), 2),
-            "max": round(max(per_repeat), 2)}
-
-
-class RecBole:
+class RecBole(JsonWorker):
     """scripts/recbole_sasrec.py serve in RecBole's Python: one JSON line per command."""
 
     def __init__(self, python: str, data_dir: str, dataset: str, threads: int = 0):
-        self.process = subprocess.Popen(
-            [python, str(ROOT / "scripts" / "recbole_sasrec.py"), "serve", str(Path(data_dir).absolute()), dataset,
-             str(threads)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/tmp")
-        self.info = self._read()
-        if self.info.get("anomaly_detection", True):
-            raise RuntimeError(f"RecBole worker reports anomaly detection on: {self.info}")
-
-    def _read(self) -> dict:
-        while True:
-            line = self.process.stdout.readline()
-            if not line:
-                raise RuntimeError("RecBole worker died:\n" + self.process.stderr.read()[-3000:])
-            if line.startswith("{"):
-                return json.loads(line)
-
-    def ask(self, command: str) -> dict:
-        self.process.stdin.write(command + "\n")
-        self.process.stdin.flush()
-        answer = self._read()
-        if answer.get("anomaly_detection"):
-            raise RuntimeError("RecBole timed with anomaly detection on")
-        return answer
-
-    def close(self):
-        try:
-            self.process.stdin.write("quit\n")
-            self.process.stdin.flush()
-        except BrokenPipeError:
-            pass
-        self.process.wait(timeout=60)
+        super().__init__([python, str(ROOT / "scripts" / "recbole_sasrec.py"), "serve",
+                          str(Path(data_dir).absolute()), dataset, str(threads)])
 
 
 def train_and_eval(recbole: RecBole | None, steps: int, repeats: int, eval_repeats: int) -> dict:

@@ -13,7 +13,9 @@ Both are ranked on increment k+1, the following period, by the same evaluator
 items in the period as targets, full ranking, history items masked). Also recorded: the run before
 the update on the same period (its new rows untrained), and the wall time of (a) and (b).
 
-Resumable: a finished run (base, each update, each retrain) is read back from `--out`, not redone.
+Resumable: a finished run (base, each update, each retrain) is read back from `--out`, not redone; an
+interrupted training resumes from its last checkpoint (its wall time is then that of the last part:
+`resumed` says so), an interrupted update starts again from the chain's last finished update.
 Writes `--out/results.json` (and the machine it ran on).
 
 Measured (2 shared AMD EPYC cores, load 5-7; --epochs 4 --update-epochs 4: far below the
@@ -90,11 +92,11 @@ def train(config, workdir: Path) -> dict:
     done = workdir / "done.json"
     if done.exists():
         return json.loads(done.read_text())
-    if workdir.exists():
-        shutil.rmtree(workdir)
+    resumed = (workdir / "checkpoints").exists()  # an interrupted run continues from its last checkpoint
     start = time.perf_counter()
     results = train_and_evaluate(config, workdir, log=lambda m: None, progress=False)
-    record = {"wall_s": round(time.perf_counter() - start, 1), "train_s": results["timings"]["train_s"],
+    record = {"wall_s": round(time.perf_counter() - start, 1), "resumed": resumed,
+              "train_s": results["timings"]["train_s"],
               "best_step": results["best_step"], "steps": results["steps"], "epochs": results.get("epochs"),
               "stopped_early": results.get("stopped_early"), "test": shown(results["test"])}
     done.write_text(json.dumps(record))
