@@ -868,6 +868,81 @@ def analyze_feedback(ctx, data, config_path, rounds, k, organic, update_epochs, 
     console.print(f"written: {', '.join(str(path) for path in written)}", highlight=False)
 
 
+@analyze.command("augment", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--data", "data", required=True, help="ml-100k, ml-1m, synthetic or a file (as data.source).")
+@click.option("--seeds", default=3, show_default=True, type=click.IntRange(1),
+              help="Downstream runs per arm, seeds 0..N-1 (initialisation and shuffling).")
+@click.option("--sparse-share", default=0.3, show_default=True, type=click.FloatRange(0.0, 1.0),
+              help="Share of the users with more than --keep training events that are made sparse.")
+@click.option("--keep", default=5, show_default=True, type=click.IntRange(1),
+              help="Training events a sparse user keeps (its last ones; validation and test events stay).")
+@click.option("--add", default=10, show_default=True, type=click.IntRange(1),
+              help="Pseudo-prior items the generator adds before each sparse user's first event.")
+@click.option("--draw-seed", default=0, show_default=True, type=int, help="Seed of the draw of sparse users.")
+@click.option("--generator", default="experiments/multvae_ml100k.py", show_default=True,
+              help="The generator's experiment config (trained on the training events only).")
+@click.option("--downstream", default="experiments/sasrec_ml100k.py", show_default=True,
+              help="The downstream model's experiment config (leave-one-out).")
+@click.option("--epochs", default=400, show_default=True, type=click.IntRange(1),
+              help="Epoch budget of each downstream run (its early stopping ends it sooner).")
+@click.option("--k", default=10, show_default=True, type=click.IntRange(1), help="Cut-off of NDCG@K and HR@K.")
+@click.option("--data-dir", default="data", show_default=True, help="Where named data sets are fetched.")
+@click.option("--out", default="analysis/augment", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for augment.json, the data made, the generator and the runs (a rerun reuses them).")
+@click.pass_context
+@_user_errors
+def analyze_augment(ctx, data, seeds, sparse_share, keep, add, draw_seed, generator, downstream, epochs, k, data_dir, out):
+    """Augmentation of sparse users: a share of users keep only their last --keep training events, a
+    generator trained on the training events adds --add pseudo-prior items before each sparse user's
+    history, and the downstream model is trained with and without them, once per seed; NDCG@K and
+    HR@K of the sparse users and of everyone, mean and sample standard deviation, paired by seed.
+    --config.KEY=VALUE overrides the downstream config in both arms (e.g. --config.train.patience=3)."""
+    from rich.table import Table
+
+    from stjax.analysis.augment import AugmentError, Settings, run_experiment
+
+    interactions = _source_log(data, None, data_dir)
+    settings = Settings(data=data, seeds=seeds, sparse_share=sparse_share, keep=keep, add=add, draw_seed=draw_seed,
+                        generator=generator, downstream=downstream, epochs=epochs, k=k, overrides=tuple(ctx.args))
+    try:
+        output = run_experiment(interactions, settings, out, log=lambda m: err_console.print(m, highlight=False),
+                                progress=sys.stderr.isatty())
+    except AugmentError as err:
+        raise UserError(str(err)) from None
+    path = Path(out) / "augment.json"
+    path.write_text(json.dumps(output, indent=1))
+    users, events = output["users"], output["events"]
+
+    def cell(entry, sign: str = "") -> str:
+        if entry["mean"] is None:
+            return ""
+        return f"{entry['mean']:{sign}.4f}" + ("" if entry["std"] is None else f" ± {entry['std']:.4f}")
+
+    console.print(f"{data}: {users['drawn_sparse']:,} of {users['all']:,} users cut to their last {keep} training "
+                  f"events ({users['sparse']:,} sparse users); +{events['pseudo_prior']:,} pseudo-prior events from "
+                  f"{output['generator']['model']}; {seeds} seeds, mean ± sample std", highlight=False)
+    titles = {"same_mask": "one mask in both arms: the real history left out of the ranking",
+              "history_masked": "the engine's protocol: the whole history left out, pseudo-prior items included"}
+    for protocol, title in titles.items():
+        table = Table(title=title)
+        for column in ("users", "metric", "without", "with augmentation", "difference (paired)", "per seed"):
+            table.add_column(column, justify="left" if column in ("users", "metric") else "right")
+        for key, entry in output["table"].items():
+            group_protocol, group, name = key.split("/")
+            if group_protocol != protocol:
+                continue
+            count = output["runs"]["plain"][0][protocol][group]["users"]
+            difference = entry["difference"]
+            table.add_row(f"{group} ({count:,})", name, cell(entry["plain"]), cell(entry["augmented"]),
+                          cell(difference, "+"), ", ".join(f"{v:+.4f}" for v in difference["values"]))
+        console.print(table)
+    runs = [run for arm in output["runs"].values() for run in arm]
+    console.print(f"early stopping fired in {sum(run['stopped_early'] for run in runs)} of {len(runs)} downstream "
+                  f"runs; the generator's top {add} holds the sparse user's test item for "
+                  f"{output['generator']['sparse_test_item_in_pseudo_priors']:.1%} of them", highlight=False)
+    console.print(f"written: {path}", highlight=False)
+
+
 def _cluster_range(text: str) -> list[int]:
     low, _, high = text.partition("-")
     try:
