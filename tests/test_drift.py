@@ -164,3 +164,12 @@ def test_vector_movement_undoes_the_rotation_and_finds_the_region_that_moved():
     assert {mover["region"] for mover in step["top_movers"]} == {"r1"}
     with pytest.raises(DriftError, match="two or more snapshots"):
         vector_movement([("a", users, before)])
+
+
+def test_same_seed_same_numbers():
+    log = planted_divergence_log()
+    first, second = (drift(log, interest="category", window="week", bootstrap=50, seed=3) for _ in range(2))
+    assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
+    # The bootstrap (the bias correction and the intervals) is what the seed draws.
+    other = drift(log, interest="category", window="week", bootstrap=50, seed=4)
+    assert first["regions"]["east"]["drift"] != other["regions"]["east"]["drift"]

@@ -86,3 +86,9 @@ def test_cli_and_its_user_errors(tmp_path):
                           (["--vectors", str(tmp_path / "out" / "profiles.json")], "not a Parquet file")):
         result = runner.invoke(main, ["analyze", "profiles", "--data", "synthetic", "--out", str(tmp_path / "x"), *args])
         assert result.exit_code == 2 and message in result.output, (args, result.output)
+
+
+def test_same_seed_same_profiles(synthetic):
+    log, _ = synthetic
+    first, second = (profiles(log, window="28d", blocks=("place",), ks=[3, 4], seed=5) for _ in range(2))
+    assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
