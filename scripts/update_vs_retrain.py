@@ -27,6 +27,13 @@ period, wall seconds:
   Foursquare NYC, increment 1 -> 2 (841 users): update 0.1572 / 0.5553 in 59 s; retrain 0.1222 /
     0.4958 in 114 s; increment 2 -> 3 (797 users): update 0.1900 / 0.5797 in 62 s; retrain 0.1420 /
     0.4981 in 102 s.
+At converged budgets (--epochs 200 --update-epochs 200: every run stopped early), Foursquare NYC,
+2026-12-03, load 5-17: increment 1 -> 2: update 0.5290 / 0.8704 (18 epochs, 335 s), retrain 0.5727 /
+0.8954 (68 epochs, 2,298 s); 2 -> 3: update 0.5449 / 0.8770 (30 epochs, 161 s), retrain 0.5887 /
+0.8959 (62 epochs, 1,261 s). ML-1M at the graph table's CPU protocol:
+    python scripts/update_vs_retrain.py --datasets ml-1m --epochs 200 --update-epochs 200 \
+      --out runs/uvr_converged_ml1m --override=--config.data.max_length=50 \
+      --override=--config.data.window=last --override=--config.train.eval_every_epochs=10
 """
 
 from __future__ import annotations
