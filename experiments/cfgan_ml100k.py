@@ -16,7 +16,7 @@ Tried on validation: 4x the rates (`--config.train.groups.generator.learning_rat
 --config.train.eval_every_epochs=10`): valid 0.3936 at epoch 200, so the authors' rates stay.
 """
 
-from stjax.config import base_config, mult_vae_protocol, tiny_held_out, variant
+from stjax.config import base_config, cfgan_variants, mult_vae_protocol, variant
 
 
 def get_config(arg=None):
@@ -36,24 +36,5 @@ def get_config(arg=None):
     train.groups.generator.learning_rate = 1e-4
     train.groups.discriminator.learning_rate = 1e-4
     train.groups.discriminator.every = 4
-    return variant(config, arg, {"tiny": tiny, "loo": leave_one_out, "tiny_loo": lambda c: tiny(leave_one_out(c))})
+    return variant(config, arg, cfgan_variants())
 
-
-def tiny(config):
-    config = tiny_held_out(config)
-    config.model.generator_hidden = config.model.discriminator_hidden = 16
-    config.train.groups.generator.learning_rate = config.train.groups.discriminator.learning_rate = 0.0
-    return config
-
-
-def leave_one_out(config):
-    """Every user trains on all but their last two ratings (all ratings, as the sequence models'
-    experiments) and is ranked on the last (test) and second to last (validation) over all items."""
-    config.data.split = "leave_one_out"
-    config.data.min_value = 0.0
-    config.data.min_length = 0
-    config.data.valid_users = config.data.test_users = 0
-    config.eval.evaluators = ("ranking",)
-    config.eval.ks = (5, 10, 20)
-    config.eval.metric = "ndcg@10"
-    return config

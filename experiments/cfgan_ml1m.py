@@ -18,7 +18,7 @@ Tried on validation: `--config.train.groups.discriminator.every=4 --config.train
 a generated vector fell from 0.25 to 0.07).
 """
 
-from stjax.config import base_config, mult_vae_protocol, tiny_held_out, variant
+from stjax.config import base_config, cfgan_variants, mult_vae_protocol, variant
 
 
 def get_config(arg=None):
@@ -33,24 +33,5 @@ def get_config(arg=None):
     train.patience = 5
     train.groups.generator.learning_rate = 4e-4
     train.groups.discriminator.learning_rate = 2e-4
-    return variant(config, arg, {"tiny": tiny, "loo": leave_one_out, "tiny_loo": lambda c: tiny(leave_one_out(c))})
+    return variant(config, arg, cfgan_variants())
 
-
-def tiny(config):
-    config = tiny_held_out(config)
-    config.model.generator_hidden = config.model.discriminator_hidden = 16
-    config.train.groups.generator.learning_rate = config.train.groups.discriminator.learning_rate = 0.0
-    return config
-
-
-def leave_one_out(config):
-    """Every user trains on all but their last two ratings (all ratings, as the sequence models'
-    experiments) and is ranked on the last (test) and second to last (validation) over all items."""
-    config.data.split = "leave_one_out"
-    config.data.min_value = 0.0
-    config.data.min_length = 0
-    config.data.valid_users = config.data.test_users = 0
-    config.eval.evaluators = ("ranking",)
-    config.eval.ks = (5, 10, 20)
-    config.eval.metric = "ndcg@10"
-    return config

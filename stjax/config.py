@@ -281,6 +281,31 @@ def tiny_held_out(config: ml_collections.ConfigDict) -> ml_collections.ConfigDic
     return config
 
 
+def bag_leave_one_out(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A bag model of a held-out-users experiment under leave-one-out instead: every user trains on
+    all but their last two events (every rating, as the sequence models' experiments) and is ranked
+    on the last (test) and the second to last (validation) over all items."""
+    config.data.split = "leave_one_out"
+    config.data.min_value = 0.0
+    config.data.min_length = 0
+    config.data.valid_users = config.data.test_users = 0
+    config.eval.evaluators = ("ranking",)
+    config.eval.ks = (5, 10, 20)
+    config.eval.metric = "ndcg@10"
+    return config
+
+
+def cfgan_variants() -> dict[str, Callable]:
+    """The named variants of the CFGAN experiments: `tiny`, `loo` (bag_leave_one_out), `tiny_loo`."""
+    def tiny_cfgan(config):
+        config = tiny_held_out(config)
+        config.model.generator_hidden = config.model.discriminator_hidden = 16
+        config.train.groups.generator.learning_rate = config.train.groups.discriminator.learning_rate = 0.0
+        return config
+
+    return {"tiny": tiny_cfgan, "loo": bag_leave_one_out, "tiny_loo": lambda c: tiny_cfgan(bag_leave_one_out(c))}
+
+
 def foursquare_protocol(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The protocol of the README's Foursquare NYC table, shared by its experiments: windows of
     50 check-ins, every check-in a target once (`window=all`; users average 137 check-ins),
