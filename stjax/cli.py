@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -23,6 +24,7 @@ class UserError(Exception):
 def _user_errors(function):
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
+        from stjax import distributed
         from stjax.data.errors import DataError
 
         error_types = (DataError, UserError, *_extra_error_types())
@@ -31,8 +33,18 @@ def _user_errors(function):
         except error_types as err:
             from rich.markup import escape
 
-            err_console.print(f"[bold red]error:[/] {escape(str(err))}", markup=True, highlight=False, soft_wrap=True)
+            prefix = f"{distributed.describe()}: " if distributed.joined() else ""
+            err_console.print(f"[bold red]error:[/] {escape(prefix + str(err))}", markup=True, highlight=False,
+                              soft_wrap=True)
+            if distributed.joined():  # JAX's shutdown barrier would wait for the other processes
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(2)
             sys.exit(2)
+        except Exception as err:
+            if distributed.joined() and distributed.is_peer_failure(err):
+                distributed.fail(f"a collective failed, so a peer process has gone ({distributed.first_line(err)})")
+            raise
 
     return wrapper
 
@@ -42,6 +54,47 @@ def _extra_error_types() -> tuple:
     from stjax.runs import CheckpointError, RunError
 
     return (ConfigError, RunError, CheckpointError)
+
+
+def _distributed_options(function):
+    """--distributed and its settings (`stjax.distributed.initialize`), for train/evaluate/recommend."""
+    options = [
+        click.option("--distributed", is_flag=True,
+                     help="Join a multi-process run (jax.distributed): every process runs the same command."),
+        click.option("--coordinator", default=None, metavar="HOST:PORT",
+                     help="Process 0's address (with --distributed; default: from Slurm, Open MPI, Kubernetes or TPU)."),
+        click.option("--num-processes", default=None, type=click.IntRange(1), help="Processes in the run."),
+        click.option("--process-id", default=None, type=click.IntRange(0), help="This process's index."),
+        click.option("--stall-timeout", default=300.0, show_default=True, type=click.FloatRange(1.0),
+                     help="Seconds without a step before a process gives up on its peers (with --distributed)."),
+        click.option("--heartbeat-timeout", default=100, show_default=True, type=click.IntRange(1),
+                     help="Seconds without a heartbeat before JAX declares a process dead (with --distributed)."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _join(distributed_, coordinator, num_processes, process_id, stall_timeout, heartbeat_timeout) -> bool:
+    """Joins the multi-process run when asked; True on the process that writes and prints (process 0)."""
+    if not distributed_:
+        if coordinator or num_processes or process_id is not None:
+            raise UserError("--coordinator, --num-processes and --process-id need --distributed")
+        return True
+    from stjax import distributed
+
+    try:
+        distributed.initialize(coordinator, num_processes, process_id, stall_timeout=stall_timeout,
+                               heartbeat_timeout_seconds=heartbeat_timeout)
+    except distributed.DistributedError as err:
+        raise UserError(str(err)) from None
+    import jax
+
+    return jax.process_index() == 0
+
+
+def _quiet(message) -> None:
+    """The log of processes other than 0: nothing (process 0 speaks for the run)."""
 
 
 @click.group()
@@ -232,17 +285,26 @@ def _metrics_table(results: dict, title: str):
 @click.option("--config", "config_path", required=True, help="experiments/NAME.py[:ARG], e.g. experiments/sasrec_ml100k.py")
 @click.option("--workdir", default=None, help="Run folder (default runs/NAME); an existing run resumes.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@_distributed_options
 @click.pass_context
 @_user_errors
-def train_command(ctx, config_path, workdir, no_progress):
-    """Train a model; extra --config.KEY=VALUE arguments override the config."""
+def train_command(ctx, config_path, workdir, no_progress, distributed, coordinator, num_processes, process_id,
+                  stall_timeout, heartbeat_timeout):
+    """Train a model; extra --config.KEY=VALUE arguments override the config.
+
+    With --distributed every process runs this same command: each builds its share of every batch,
+    process 0 writes the run folder, and the run resumes on any number of processes."""
+    speaker = _join(distributed, coordinator, num_processes, process_id, stall_timeout, heartbeat_timeout)
     from stjax.config import load_config
     from stjax.train import train_and_evaluate
 
     config = load_config(config_path, ctx.args)
+
     workdir = workdir or str(Path("runs") / Path(config_path.split(":")[0]).stem)
-    results = train_and_evaluate(config, workdir, log=lambda m: console.print(m, highlight=False),
-                                 progress=not no_progress and sys.stdout.isatty())
+    results = train_and_evaluate(config, workdir, log=(lambda m: console.print(m, highlight=False)) if speaker
+                                 else _quiet, progress=speaker and not no_progress and sys.stdout.isatty())
+    if not speaker:
+        return
     console.print(_metrics_table(results, f"{config.model.name}: best step {results['best_step']} "
                                           f"({'; '.join(results.get('protocols', {}).values())})"))
     timings = results["timings"]
@@ -263,10 +325,13 @@ def _run_folder(workdir: str):
 @click.option("--workdir", required=True)
 @click.option("--all-items", is_flag=True,
               help="Rank every item, the user's history included (eval.exclude_history=false: next-POI protocols).")
+@_distributed_options
 @_user_errors
-def evaluate_command(workdir, all_items):
+def evaluate_command(workdir, all_items, distributed, coordinator, num_processes, process_id, stall_timeout,
+                     heartbeat_timeout):
     """Recompute validation and test metrics from the best checkpoint (rebuilds the data split); also
     writes each test row's ranks and metrics (test_rows.npz) for `stjax report`."""
+    speaker = _join(distributed, coordinator, num_processes, process_id, stall_timeout, heartbeat_timeout)
     from stjax.runs import RunError
     from stjax.train.build import build_run, make_evaluators
 
@@ -291,6 +356,8 @@ def evaluate_command(workdir, all_items):
     evaluators = make_evaluators(run)
     results = {part: evaluators.evaluate(state.params, part, run.context) for part in ("valid", "test")}
     folder.write_rows(evaluators.per_row(state.params, "test", run.context))
+    if not speaker:
+        return
     console.print(_metrics_table(results, f"{run.config.model.name}: checkpoint step {step}"))
     click.echo(json.dumps({"valid": results["valid"], "test": results["test"], "protocols": evaluators.protocols}))
 

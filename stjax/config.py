@@ -204,6 +204,9 @@ def base_config(model: str, source: str = "synthetic") -> ml_collections.ConfigD
         # Item tables get a multiple of lcm(model_parallel, item_rows_multiple) rows, so that a
         # checkpoint restores on any mesh whose model axis divides that number.
         item_rows_multiple=1,
+        # Each global batch is built in this many blocks, each with its own seed (0: one per
+        # process); its draws (negatives) depend on blocks, not on the processes that build them.
+        batch_blocks=0,
         logical_axis_rules=(("batch", "data"), ("vocab", "model"))))
     # One optimizer per parameter group: learning_rate 0 = train.learning_rate, optimizer and
     # schedule "" = train's; every = k applies the group's update on one step in k (k

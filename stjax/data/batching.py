@@ -329,7 +329,7 @@ def training_pairs(split: Split) -> dict:
 @dataclasses.dataclass(frozen=True)
 class BatchBuilder:
     """`make_batch(rows, rng) -> dict` builds the examples `rows` (int[b], b <= batch size) with
-    `rng`, a NumPy generator seeded by (seed, epoch, step, process): resume replays it exactly."""
+    `rng`, a NumPy generator seeded by (seed, epoch, step, block): resume replays it exactly."""
 
     num_rows: int
     make_batch: Callable[[np.ndarray, np.random.Generator], dict]
@@ -362,20 +362,21 @@ class BatchIterator:
     """Seeded, resumable batches of fixed size, each process building its own share.
 
     Global batch k of epoch e is rows order_e[k*B:(k+1)*B], order_e a permutation drawn from
-    `default_rng([seed, e])`; process p of P builds the p-th of P equal slices of it (B/P rows,
-    padded with weight 0) with `default_rng([seed, e, k, p])`. So a batch depends only on
-    (seed, e, k, p) and restoring a saved `IteratorState` replays exactly.
+    `default_rng([seed, e])`. It is built as `blocks` equal blocks of B/blocks rows (each padded
+    with weight 0), block j with `default_rng([seed, e, k, j])`; process p of P builds blocks
+    p*blocks/P .. (p+1)*blocks/P - 1. So a batch depends only on (seed, e, k, blocks), never on
+    the number of processes that build it: a run on 2 processes draws the same negatives as one
+    on 1 process with blocks=2, and a run resumes on any process count that divides its
+    `blocks` (kept in the iterator's state). blocks=0: the process count.
     source: a dict of arrays (batches are their rows) or a `BatchBuilder`.
     """
 
     def __init__(self, source, batch_size: int, seed: int = 0, shuffle: bool = True, process_index: int = 0,
-                 process_count: int = 1):
+                 process_count: int = 1, blocks: int = 0):
         self.builder = source if isinstance(source, BatchBuilder) else take_rows(source)
-        if batch_size % process_count:
-            raise ValueError(f"batch size {batch_size} is not divisible by {process_count} processes")
         self.batch_size = batch_size
-        self.local_batch_size = batch_size // process_count
         self.process_index, self.process_count = process_index, process_count
+        self.set_blocks(blocks or process_count)
         self.seed = seed
         self.shuffle = shuffle
         self.num_examples = self.builder.num_rows
@@ -387,11 +388,26 @@ class BatchIterator:
             return np.arange(self.num_examples)
         return np.random.default_rng([self.seed, epoch]).permutation(self.num_examples)
 
+    def set_blocks(self, blocks: int) -> None:
+        if self.batch_size % blocks:
+            raise ValueError(f"batch size {self.batch_size} is not divisible into {blocks} blocks")
+        if blocks % self.process_count:
+            raise ValueError(f"the run's batches are built in {blocks} blocks, which {self.process_count} "
+                             f"processes cannot share; run on a number of processes that divides {blocks}")
+        self.blocks = blocks
+        self.local_batch_size = self.batch_size // self.process_count
+
     def batch(self, epoch: int, step: int) -> dict:
         rows = self.order(epoch)[step * self.batch_size:(step + 1) * self.batch_size]
-        local = rows[self.process_index * self.local_batch_size:(self.process_index + 1) * self.local_batch_size]
-        rng = np.random.default_rng([self.seed, epoch, step, self.process_index])
-        return pad_batch(self.builder.make_batch(local, rng), self.local_batch_size)
+        size = self.batch_size // self.blocks
+        mine = self.blocks // self.process_count
+        parts = []
+        for block in range(self.process_index * mine, (self.process_index + 1) * mine):
+            rng = np.random.default_rng([self.seed, epoch, step, block])
+            parts.append(pad_batch(self.builder.make_batch(rows[block * size:(block + 1) * size], rng), size))
+        if len(parts) == 1:
+            return parts[0]
+        return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
 
     def __iter__(self):
         return self
@@ -404,9 +420,12 @@ class BatchIterator:
         return batch
 
     def get_state(self) -> dict:
-        return dataclasses.asdict(self.state)
+        return dataclasses.asdict(self.state) | {"blocks": self.blocks}
 
     def set_state(self, state: dict) -> None:
+        """Restores a position (and the blocks the run's batches are built in; 1 for a state saved
+        before blocks existed, which is how those runs built them)."""
+        self.set_blocks(int(state.get("blocks", 1)))
         self.state = IteratorState(int(state["epoch"]), int(state["step"]))
 
 

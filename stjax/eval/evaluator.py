@@ -18,9 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stjax import distributed
 from stjax.data.batching import eval_batches
 from stjax.data.kinds import get_kind
-from stjax.devices import put_global
+from stjax.devices import fetch, put_global
 from stjax.eval.metrics import METRICS, mask_scores, rank_metrics, target_ranks
 from stjax.models.shared import mask_non_items
 
@@ -118,7 +119,8 @@ def summed(step, params, batches, context=None, scoring=None) -> dict | None:
     for batch in batches:
         result = step(params, batch, context, scoring)
         totals = result if totals is None else jax.tree_util.tree_map(jnp.add, totals, result)
-    return None if totals is None else jax.device_get(totals)
+        distributed.beat()
+    return None if totals is None else fetch(totals)
 
 
 class Evaluator:
@@ -190,9 +192,10 @@ class Evaluator:
         count = len(self.examples[part]["targets"])
         ranks, valid = [], []
         for batch in self._device_batches(part):
-            r, v = self._rank_step(params, batch, context, scoring)
-            ranks.append(np.asarray(jax.device_get(r)))
-            valid.append(np.asarray(jax.device_get(v)))
+            r, v = fetch(self._rank_step(params, batch, context, scoring))
+            ranks.append(np.asarray(r))
+            valid.append(np.asarray(v))
+            distributed.beat()
         width = 1 if self.mode == "sampled" else self.examples[part]["targets"].shape[1]
         ranks_all = np.concatenate(ranks)[:count] if ranks else np.zeros((0, width), np.int32)
         valid_all = np.concatenate(valid)[:count] if valid else np.zeros((0, width), bool)

@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 from stjax.data.series import QUANTILES, seasonal_naive_error
+from stjax.devices import fetch
 from stjax.eval.evaluator import (
     EvalSetup,
     EvaluationError,
@@ -67,7 +68,7 @@ class ForecastEvaluator:
         """Unscaled quantiles float[S, h, Q] of `part` and the actual values float[S, h]."""
         examples = getattr(self.data, part)
         batch = next(device_batches(examples, self.batch_size, self.shardings))  # every series in one batch
-        quantiles = np.asarray(jax.device_get(self.step(params, batch, {} if context is None else context, scoring)),
+        quantiles = np.asarray(fetch(self.step(params, batch, {} if context is None else context, scoring)),
                                np.float64)[:self.data.num_users]
         scale = np.asarray(examples["scale"], np.float64)
         return {"quantiles": quantiles * scale[:, None, None], "actual": examples["targets"] * scale[:, None]}

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stjax.devices import fetch
 from stjax.eval.evaluator import (
     EvalSetup,
     EvaluationError,
@@ -124,7 +125,7 @@ class NextEventEvaluator:
                 self.module, {"params": params}, batch, context=context, scoring=scoring))
         examples = self.examples[part]
         count = len(examples["users"])
-        chunks = [np.asarray(jax.device_get(self._predict_step(params, batch, context, scoring)))
+        chunks = [np.asarray(fetch(self._predict_step(params, batch, context, scoring)))
                   for batch in self._device_batches(part)]
         predicted = np.maximum(np.concatenate(chunks)[:count], 0.0) if chunks else np.zeros(0, np.float32)
         true = (examples["target_timestamps"] - examples["timestamps"][:, -1]).astype(np.float64) / HOUR

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jax
 import numpy as np
 
-from stjax.devices import put_global
+from stjax.devices import fetch, put_global
 from stjax.runs import RunFolder
 from stjax.serving.recommend import (
     RecommendError,
@@ -59,7 +58,7 @@ def explain_user(model, workdir: str | Path, user: str, k: int = 10, top: int = 
     params, context = model.state.params, model.context
     scoring = spec.prepare_scoring(model.module, {"params": params}, context=context)
     step = make_recommend_step(model, k)
-    scores, items, _ = jax.device_get(step(params, put_global(batch, model.shardings.batch), context, scoring))
+    scores, items, _ = fetch(step(params, put_global(batch, model.shardings.batch), context, scoring))
     inputs = {name: value[:1] for name, value in batch.items() if name != "exclude"}
     attention = spec.explain(model.module, {"params": params}, inputs, context=context, scoring=scoring)
     item_tokens, user_tokens = vocab["items"], vocab["users"]

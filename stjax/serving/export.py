@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from stjax.devices import put_global
+from stjax.devices import fetch, put_global
 from stjax.runs import RunFolder
 from stjax.serving.recommend import (
     RecommendError,
@@ -56,7 +56,7 @@ def export_users(model, workdir: str | Path, out: str | Path, batch_size: int = 
         for start in range(0, len(histories), batch_size):
             batch = build_batch(histories, start, batch_size, spec.batch_kind, model.info.max_length,
                                 max(1, histories.longest), max(1, int(model.info.max_bag)))
-            vectors = np.asarray(jax.device_get(encode(params, put_global(batch, model.shardings.batch), scoring)),
+            vectors = np.asarray(fetch(encode(params, put_global(batch, model.shardings.batch), scoring)),
                                  np.float32)[: min(batch_size, len(histories) - start)]
             dimensions = vectors.shape[1]
             table = pa.table({"user": pa.array(histories.users[start:start + len(vectors)].astype(str)),

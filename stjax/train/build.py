@@ -121,8 +121,12 @@ def build_run(config, log=print, context: dict | None = None) -> Run:
                     item_shards=math.lcm(mesh.shape["model"], int(config.train.item_rows_multiple)),
                     max_bag=int(prepared.bags["bag"].shape[1]) if prepared.bags is not None else 0,
                     horizon=int(getattr(sequences, "horizon", 0)))
-    iterator = BatchIterator(prepared.train_source, int(config.train.batch_size), seed=int(config.seed),
-                             process_index=jax.process_index(), process_count=jax.process_count())
+    try:
+        iterator = BatchIterator(prepared.train_source, int(config.train.batch_size), seed=int(config.seed),
+                                 process_index=jax.process_index(), process_count=jax.process_count(),
+                                 blocks=int(config.train.get("batch_blocks", 0)))
+    except ValueError as err:  # a batch size the processes or blocks cannot share
+        raise ConfigError(f"train.batch_size / train.batch_blocks: {err}") from None
     total_steps = int(config.train.num_steps or 0) or int(config.train.num_epochs) * iterator.steps_per_epoch
     try:
         context = spec.make_context(prepared, info, config) if context is None else context

@@ -22,6 +22,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
+from stjax import distributed
 from stjax.compiles import CompileCounter
 from stjax.config import ConfigError, to_json
 from stjax.progress import rate_bar
@@ -157,8 +158,12 @@ def _train_and_evaluate(config, folder: RunFolder, log, progress: bool) -> dict:
                 higher, int(train.patience))
     state, step = run.state, 0
     if checkpoints.latest_step() is not None:
-        state, best.record, step = checkpoints.restore_intact(run.abstract_state())
-        run.iterator.set_state(best.record["iterator"])
+        with distributed.paused():
+            state, best.record, step = checkpoints.restore_intact(run.abstract_state())
+        try:
+            run.iterator.set_state(best.record["iterator"])
+        except ValueError as err:  # its batches were built in blocks these processes cannot share
+            raise RunError(f"{folder}: cannot resume here: {err}") from None
         log(f"resumed from step {step} in {folder}")
     folder.truncate_metrics(step, log)
     fitted = fit(run, folder, evaluators, checkpoints, best, state, step, log=log, progress=progress)
@@ -236,11 +241,16 @@ def fit(run, folder: RunFolder, evaluators, checkpoints, best: Best, state, step
         window, window_steps, pending = None, 0, None  # pending: a window fetched one step late
         while step < run.total_steps and not best.stopped:
             tick = time.perf_counter()
-            state, metrics = train_step(state, put_batch(next(run.iterator), run.shardings.batch), run.context)
-            if clock["compile"] is None:
-                jax.block_until_ready(metrics)
+            if clock["compile"] is None:  # compiling may take long: the watchdog waits
+                with distributed.paused():
+                    state, metrics = train_step(state, put_batch(next(run.iterator), run.shardings.batch),
+                                                run.context)
+                    jax.block_until_ready(metrics)
                 clock["compile"] = time.perf_counter() - tick
                 tick = time.perf_counter()
+            else:
+                state, metrics = train_step(state, put_batch(next(run.iterator), run.shardings.batch), run.context)
+            distributed.beat()
             if pending is not None:  # the previous window, while this step runs on the device
                 flush(pending)
                 pending = None
@@ -266,6 +276,8 @@ def fit(run, folder: RunFolder, evaluators, checkpoints, best: Best, state, step
                 sink.valid(step, valid, metric_name, value, best.record["best"])
                 best.record["iterator"] = run.iterator.get_state()
                 checkpoints.save(step, state, best.record, value)
+                distributed.set_context(f"the checkpoints are in {checkpoints.root} (the last one at step {step}, "
+                                        f"if its save completed); the same command resumes")
         checkpoints.wait()
     finally:
         sink.close()
