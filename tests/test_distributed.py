@@ -120,6 +120,10 @@ def _assert_same_run(one: Path, two: Path, results_one: dict, results_two: dict)
     assert results_two["best_step"] == results_one["best_step"]
 
 
+LONG = ["--config.train.num_epochs=60", "--config.train.eval_every_epochs=2", "--config.train.log_every=4",
+        "--config.train.item_rows_multiple=2"]
+
+
 # ----------------------------------------------------------------------------- two processes = one
 
 
@@ -141,10 +145,9 @@ def test_two_processes_train_like_one(tmp_path, experiment):
     assert printed == []  # process 1 printed nothing (gloo's own connection line aside)
 
 
-def test_evaluate_on_two_processes_equals_one(tmp_path):
-    _train("sasrec_synthetic.py", tmp_path / "run", 1, tmp_path)
-    one = _run(["evaluate", "--workdir", str(tmp_path / "run")], 1, tmp_path, "eval1")
-    two = _run(["evaluate", "--workdir", str(tmp_path / "run")], 2, tmp_path, "eval2")
+def test_evaluate_on_two_processes_equals_one(tmp_path, reference):
+    one = _run(["evaluate", "--workdir", str(reference[0])], 1, tmp_path, "eval1")
+    two = _run(["evaluate", "--workdir", str(reference[0])], 2, tmp_path, "eval2")
     last = [json.loads(text.strip().splitlines()[-1]) for text in (one, two)]
     for part in ("valid", "test"):
         for metric, value in last[0][part].items():
@@ -153,8 +156,12 @@ def test_evaluate_on_two_processes_equals_one(tmp_path):
 
 # ----------------------------------------------------------------------------- failures and resume
 
-LONG = ["--config.train.num_epochs=60", "--config.train.eval_every_epochs=2", "--config.train.log_every=4",
-        "--config.train.item_rows_multiple=2"]
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted single-process run of the LONG config: (workdir, results)."""
+    tmp = tmp_path_factory.mktemp("reference")
+    return tmp / "reference", _train("sasrec_synthetic.py", tmp / "reference", 1, tmp, *LONG)
 
 
 def _first_checkpoint(workdir: Path, procs: list[subprocess.Popen], timeout: float = TIMEOUT) -> int:
@@ -177,11 +184,10 @@ def _one_line_error(path: Path) -> str:
     return lines[0]
 
 
-def test_killed_peer_stops_the_other_and_the_run_resumes_on_one_process(tmp_path):
+def test_killed_peer_stops_the_other_and_the_run_resumes_on_one_process(tmp_path, reference):
     """SIGKILL of process 1: process 0 ends within 60 s with one line and status 3; the checkpoint
     is intact and the same run, resumed on one process with 2 devices on a (data 1 x model 2)
     mesh, ends with the metrics and parameters of an uninterrupted single-process run."""
-    reference = _train("sasrec_synthetic.py", tmp_path / "reference", 1, tmp_path, *LONG)
     workdir = tmp_path / "run"
     procs = _launch(["train", "--config", "experiments/sasrec_synthetic.py:tiny", "--workdir", str(workdir),
                      "--no-progress", *LONG], 2, tmp_path, "killed")
@@ -198,7 +204,7 @@ def test_killed_peer_stops_the_other_and_the_run_resumes_on_one_process(tmp_path
     resumed = _train("sasrec_synthetic.py", workdir, 1, tmp_path, *LONG, "--config.train.model_parallel=2",
                      devices=2)
     assert "resumed from step" in (tmp_path / "run.out").read_text()
-    _assert_same_run(tmp_path / "reference", workdir, reference, resumed)
+    _assert_same_run(reference[0], workdir, reference[1], resumed)
 
 
 def test_stuck_peer_is_detected_by_the_watchdog(tmp_path):
@@ -220,10 +226,9 @@ def test_stuck_peer_is_detected_by_the_watchdog(tmp_path):
     assert "no progress for" in _one_line_error(tmp_path / "stuck-0.err")
 
 
-def test_a_single_process_run_resumes_on_two_processes(tmp_path):
+def test_a_single_process_run_resumes_on_two_processes(tmp_path, reference):
     """Started on 1 process with 2 devices (mesh 1 x 2, the table split by rows), killed after its
     first checkpoint, resumed on 2 processes of 1 device (mesh 2 x 1): the uninterrupted run's result."""
-    reference = _train("sasrec_synthetic.py", tmp_path / "reference", 1, tmp_path, *LONG)
     workdir = tmp_path / "run"
     proc = subprocess.Popen([*STJAX, "train", "--config", "experiments/sasrec_synthetic.py:tiny", "--workdir",
                              str(workdir), "--no-progress", *LONG, "--config.train.model_parallel=2",
@@ -236,7 +241,7 @@ def test_a_single_process_run_resumes_on_two_processes(tmp_path):
         proc.wait()
     resumed = _train("sasrec_synthetic.py", workdir, 2, tmp_path, *LONG)
     assert "resumed from step" in (tmp_path / "run-0.out").read_text()
-    _assert_same_run(tmp_path / "reference", workdir, reference, resumed)
+    _assert_same_run(reference[0], workdir, reference[1], resumed)
 
 
 # ----------------------------------------------------------------------------- in this process
