@@ -416,13 +416,19 @@ def update_command(workdir, data_path, format_, columns, epochs, steps, eval_pat
 @click.option("--batch-size", default=512, show_default=True, type=int,
               help="Users scored per step (512 was the fastest on a 2-core CPU, 50k items).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@_distributed_options
 @_user_errors
-def recommend_command(workdir, history_path, users, k, out, batch_size, no_progress):
-    """Top-K items per user, streamed to --out, history items excluded (unseen users welcome)."""
+def recommend_command(workdir, history_path, users, k, out, batch_size, no_progress, distributed, coordinator,
+                      num_processes, process_id, stall_timeout, heartbeat_timeout):
+    """Top-K items per user, streamed to --out, history items excluded (unseen users welcome).
+
+    With --distributed every process runs this command; the batches are scored on the devices of all
+    of them and process 0 writes --out."""
     if (history_path is None) == (users is None):
         raise UserError("recommend: give exactly one of --history PATH or --users all")
     if batch_size < 1:
         raise UserError(f"--batch-size {batch_size}: expected a positive number of users")
+    speaker = _join(distributed, coordinator, num_processes, process_id, stall_timeout, heartbeat_timeout)
     from stjax.serving.recommend import (
         HistoryFile,
         RecommendError,
@@ -438,8 +444,9 @@ def recommend_command(workdir, history_path, users, k, out, batch_size, no_progr
     try:
         num_items = path.info().num_items
         if check_k(k, num_items) != k:
-            err_console.print(f"warning: --k {k} is more than the model's {num_items} items; using {num_items}",
-                              highlight=False)
+            if speaker:
+                err_console.print(f"warning: --k {k} is more than the model's {num_items} items; using "
+                                  f"{num_items}", highlight=False)
             k = num_items
         check_output(out)
         vocab = path.vocab()
@@ -449,7 +456,8 @@ def recommend_command(workdir, history_path, users, k, out, batch_size, no_progr
                             progress=not no_progress and sys.stderr.isatty())
     except RecommendError as err:
         raise UserError(str(err)) from None
-    err_console.print(summary_line(summary), highlight=False)
+    if speaker:
+        err_console.print(summary_line(summary), highlight=False)
 
 
 @main.command("explain")

@@ -145,13 +145,24 @@ def test_two_processes_train_like_one(tmp_path, experiment):
     assert printed == []  # process 1 printed nothing (gloo's own connection line aside)
 
 
-def test_evaluate_on_two_processes_equals_one(tmp_path, reference):
+def test_evaluate_and_recommend_on_two_processes_equal_one(tmp_path, reference):
     one = _run(["evaluate", "--workdir", str(reference[0])], 1, tmp_path, "eval1")
     two = _run(["evaluate", "--workdir", str(reference[0])], 2, tmp_path, "eval2")
     last = [json.loads(text.strip().splitlines()[-1]) for text in (one, two)]
     for part in ("valid", "test"):
         for metric, value in last[0][part].items():
             np.testing.assert_allclose(last[1][part][metric], value, rtol=1e-5, atol=1e-6)
+    # Every user's top 5 scored on the devices of both processes (odd batch: the last is padded);
+    # process 0 alone writes the file, and it equals the single process's.
+    for name, processes in (("one", 1), ("two", 2)):
+        _run(["recommend", "--workdir", str(reference[0]), "--users", "all", "--k", "5", "--batch-size", "6",
+              "--out", str(tmp_path / f"{name}.jsonl")], processes, tmp_path, f"recommend-{name}")
+    rows = [[json.loads(line) for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+            for name in ("one", "two")]
+    assert len(rows[0]) == len(rows[1]) == 64
+    for a, b in zip(*rows):
+        assert a["user"] == b["user"] and a["items"] == b["items"]
+        np.testing.assert_allclose(b["scores"], a["scores"], rtol=1e-5, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- failures and resume

@@ -31,10 +31,11 @@ from stjax.data.histories import (  # noqa: F401  (re-exported: the histories re
 )
 from stjax.data.kinds import get_kind, serving_batch
 from stjax.data.kinds import recent_distinct as _recent_distinct  # noqa: F401  (re-exported)
-from stjax.devices import put_global
+from stjax.devices import fetch, put_global
+from stjax.eval.topk import top_k
 from stjax.models.shared import mask_non_items
 from stjax.progress import rate_bar
-from stjax.runs import RunError, RunFolder
+from stjax.runs import RunError, RunFolder, is_writer
 
 OUTPUT_SUFFIXES = (".jsonl", ".json", ".parquet")
 ROWS_PER_GROUP = 65_536  # Parquet rows per row group: one group is what the writer holds in memory
@@ -93,8 +94,11 @@ def check_k(k: int, num_items: int) -> int:
 def make_recommend_step(model, k: int):
     """jit-compiled (params, batch, context, scoring) -> (scores float32[B, k], items int32[B, k],
     known_history int32[B]): score every item, -inf at padding, at the table's padding rows and at
-    the history (`batch['exclude']`, int32[B, S]), then the exact top k. One compile per batch shape."""
+    the history (`batch['exclude']`, int32[B, S]), then the exact top k (`stjax.eval.topk.top_k`: per
+    shard, then merged, when the item table is split over the mesh's `model` axis; `lax.top_k` on one
+    model shard). One compile per batch shape."""
     spec, module, num_items = model.spec, model.module, model.info.num_items
+    mesh = model.shardings.mesh
     k = check_k(k, num_items)
 
     def recommend_step(params, batch, context, scoring):
@@ -104,7 +108,7 @@ def make_recommend_step(model, k: int):
         scores = mask_non_items(scores.astype(jnp.float32), num_items)  # [B, W]
         rows = jnp.arange(scores.shape[0])[:, None]
         scores = scores.at[rows, exclude].set(-jnp.inf)  # exclude 0 hits column 0, already -inf
-        top_scores, top_items = jax.lax.top_k(scores, k)  # [B, k]
+        top_scores, top_items = top_k(scores, k, mesh)  # [B, k]
         ordered = jnp.sort(exclude, axis=1)
         distinct = (ordered > 0) & jnp.concatenate(
             [jnp.ones_like(ordered[:, :1], bool), ordered[:, 1:] != ordered[:, :-1]], axis=1)
@@ -159,8 +163,8 @@ def recommend_batches(model, histories: Histories, k: int, batch_size: int = 512
     exclude_width = max(1, histories.longest if exclude_width is None else exclude_width)
     bag_width = max(1, int(info.max_bag))
 
-    def fetch(start, result) -> Recommendations:
-        top_scores, top_items, known = jax.device_get(result)
+    def fetch_batch(start, result) -> Recommendations:
+        top_scores, top_items, known = fetch(result)  # gathered when split across processes
         stop = min(start + batch_size, len(histories))
         top_scores, top_items = top_scores[:stop - start], top_items[:stop - start]
         counts = np.isfinite(top_scores).sum(axis=1).astype(np.int32)  # -inf entries come last
@@ -173,10 +177,10 @@ def recommend_batches(model, histories: Histories, k: int, batch_size: int = 512
                             bag_width)
         result = step(params, put_global(batch, model.shardings.batch), context, scoring)
         if pending is not None:
-            yield fetch(*pending)
+            yield fetch_batch(*pending)
         pending = (start, result)
     if pending is not None:
-        yield fetch(*pending)
+        yield fetch_batch(*pending)
 
 
 # ----------------------------------------------------------------------------- writing
@@ -241,6 +245,16 @@ class ParquetWriter:
         self.writer.close()
 
 
+class _NoWriter:
+    """The output of processes other than 0 in a multi-process run: nothing."""
+
+    def write(self, batch: Recommendations) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def check_output(out: str) -> None:
     if out != "-" and Path(out).suffix.lower() not in OUTPUT_SUFFIXES:
         raise RecommendError(f"--out {out}: expected a .jsonl, .json or .parquet file name, or - for stdout")
@@ -269,8 +283,9 @@ def recommend(model, histories: Histories, item_tokens, k: int, out: str = "-", 
     unknown_items (skipped history items), seconds, users_per_s, batch_size."""
     k = check_k(k, model.info.num_items)
     check_batch_kind(model.spec, histories)
-    writer = open_writer(out, item_tokens, stdout)
-    bar = _progress_bar(len(histories)) if progress else None
+    # Several processes score every batch together; process 0 writes the output and shows the bar.
+    writer = open_writer(out, item_tokens, stdout) if is_writer() else _NoWriter()
+    bar = _progress_bar(len(histories)) if progress and is_writer() else None
     tick = time.perf_counter()
     done = 0
     try:
