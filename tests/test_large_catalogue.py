@@ -300,13 +300,15 @@ def test_config_checks_accept_sampled_and_refuse_unknown_samplers():
             sasrec.SPEC.config_checks(bad)
 
 
-def test_popularity_sampler_trains_from_its_run_context():
-    """build_run makes the popularity context from the training targets; the step reads it."""
+@pytest.mark.parametrize("model", ["sasrec", "gru4rec", "lstm", "tisasrec"])
+def test_popularity_sampler_trains_from_its_run_context(model):
+    """build_run makes the popularity context from the training targets; the step reads it (every
+    left-to-right sequence model takes loss=sampled)."""
     from stjax.config import base_config, tiny
     from stjax.train.build import build_run
     from stjax.train.state import make_train_step
 
-    config = tiny(base_config("sasrec"))
+    config = tiny(base_config(model))
     config.model.update(loss="sampled", sampler="popularity", num_sampled=32)
     run = build_run(config, log=lambda message: None)
     cumulative = np.asarray(run.context[POPULARITY_KEY])

@@ -14,15 +14,13 @@ import jax.numpy as jnp
 import ml_collections
 
 from stjax.layers import PositionEmbedding, TransformerBlock
-from stjax.models.base import ModelSpec, config_keys, integer, one_of
+from stjax.models.base import ModelSpec
 from stjax.models.shared import (
-    POPULARITY_KEY,
-    SAMPLERS,
     TiedItemOutput,
     item_embedding,
     last_position_encode,
     last_position_score,
-    popularity_cumulative,
+    sampled_context,
     sequence_example_scores,
     sequence_losses,
 )
@@ -34,9 +32,6 @@ def default_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
         name="sasrec", hidden=64, num_blocks=2, num_heads=2, mlp_ratio=1, dropout=0.2, attention_dropout=0.2,
         loss="ce", dtype="float32", num_sampled=1024, sampler="uniform"))
-
-
-CHECKS = {"loss": one_of("ce", "bce", "sampled"), "num_sampled": integer(1), "sampler": one_of(*SAMPLERS)}
 
 
 class SASRec(TiedItemOutput, nn.Module):
@@ -79,15 +74,5 @@ def make(config, info) -> nn.Module:
                   dtype=config.dtype)
 
 
-def make_context(prepared, info, config) -> dict:
-    """The popularity sampler's cumulative weights int32[W] (`popularity_cumulative`, from the
-    training targets) with loss=sampled and sampler=popularity; otherwise no context."""
-    model = config.model
-    if model.get("loss") == "sampled" and model.get("sampler") == "popularity":
-        targets = prepared.sequences.train["targets"]
-        return {POPULARITY_KEY: popularity_cumulative(targets, info.num_items, info.item_rows)}
-    return {}
-
-
 SPEC = ModelSpec("sasrec", default_config, make, sequence_losses, last_position_score, encode=last_position_encode,
-                 example_scores=sequence_example_scores, make_context=make_context, config_checks=config_keys(CHECKS))
+                 example_scores=sequence_example_scores, make_context=sampled_context)

@@ -226,6 +226,17 @@ def sampled_softmax_loss(hidden: Array, item_embeddings: Array, targets: Array, 
     return jnp.sum(per_position * valid) / jnp.maximum(count, 1.0), count
 
 
+def sampled_context(prepared, info, config) -> dict:
+    """`make_context` of the left-to-right sequence models: the popularity sampler's cumulative
+    weights int32[W] (`popularity_cumulative`, from the training targets) with loss=sampled and
+    sampler=popularity; otherwise no context."""
+    model = config.model
+    if model.get("loss") == "sampled" and model.get("sampler") == "popularity":
+        targets = prepared.sequences.train["targets"]
+        return {POPULARITY_KEY: popularity_cumulative(targets, info.num_items, info.item_rows)}
+    return {}
+
+
 def sequence_losses(module, variables, batch, *, rng, step, context, config):
     """Every left-to-right sequence model: `config.loss` 'ce' (cross-entropy over the catalogue at
     each position), 'bce' (sampled BCE) or 'sampled' (`sampled_softmax_loss`: `config.num_sampled`

@@ -14,6 +14,7 @@ from stjax.models.shared import (
     item_embedding,
     last_position_encode,
     last_position_score,
+    sampled_context,
     sequence_example_scores,
     sequence_losses,
 )
@@ -22,7 +23,7 @@ from stjax.models.shared import (
 def default_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
         name="tisasrec", hidden=64, num_blocks=2, num_heads=2, mlp_ratio=1, dropout=0.2, max_interval=256,
-        loss="ce", dtype="float32"))
+        loss="ce", dtype="float32", num_sampled=1024, sampler="uniform"))
 
 
 class TiSASRec(TiedItemOutput, nn.Module):
@@ -64,4 +65,4 @@ def make(config, info) -> nn.Module:
 
 SPEC = ModelSpec("tisasrec", default_config, make, sequence_losses, last_position_score,
                  encode=last_position_encode,
-                 example_scores=sequence_example_scores)
+                 example_scores=sequence_example_scores, make_context=sampled_context)
