@@ -65,6 +65,9 @@ def _distributed_options(function):
                      help="Process 0's address (with --distributed; default: from Slurm, Open MPI, Kubernetes or TPU)."),
         click.option("--num-processes", default=None, type=click.IntRange(1), help="Processes in the run."),
         click.option("--process-id", default=None, type=click.IntRange(0), help="This process's index."),
+        click.option("--local-device-ids", default=None, metavar="0,1,...",
+                     help="The local devices this process drives (default: JAX's choice; under Slurm with one "
+                          "task per node give every GPU of the node: JAX's detection gives each task one)."),
         click.option("--stall-timeout", default=300.0, show_default=True, type=click.FloatRange(1.0),
                      help="Seconds without a step before a process gives up on its peers (with --distributed)."),
         click.option("--heartbeat-timeout", default=100, show_default=True, type=click.IntRange(1),
@@ -75,17 +78,29 @@ def _distributed_options(function):
     return function
 
 
-def _join(distributed_, coordinator, num_processes, process_id, stall_timeout, heartbeat_timeout) -> bool:
+def _local_devices(text: str | None):
+    """--local-device-ids "0,1,..." -> [0, 1, ...] (None: JAX's choice)."""
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise UserError(f"--local-device-ids {text}: expected comma-separated integers, e.g. 0,1,2,3") from None
+
+
+def _join(distributed_, coordinator, num_processes, process_id, stall_timeout, heartbeat_timeout,
+          local_device_ids=None) -> bool:
     """Joins the multi-process run when asked; True on the process that writes and prints (process 0)."""
     if not distributed_:
-        if coordinator or num_processes or process_id is not None:
-            raise UserError("--coordinator, --num-processes and --process-id need --distributed")
+        if coordinator or num_processes or process_id is not None or local_device_ids is not None:
+            raise UserError("--coordinator, --num-processes, --process-id and --local-device-ids need --distributed")
         return True
     from stjax import distributed
 
     try:
         distributed.initialize(coordinator, num_processes, process_id, stall_timeout=stall_timeout,
-                               heartbeat_timeout_seconds=heartbeat_timeout)
+                               heartbeat_timeout_seconds=heartbeat_timeout,
+                               local_device_ids=_local_devices(local_device_ids))
     except distributed.DistributedError as err:
         raise UserError(str(err)) from None
     import jax
@@ -289,12 +304,13 @@ def _metrics_table(results: dict, title: str):
 @click.pass_context
 @_user_errors
 def train_command(ctx, config_path, workdir, no_progress, distributed, coordinator, num_processes, process_id,
-                  stall_timeout, heartbeat_timeout):
+                  local_device_ids, stall_timeout, heartbeat_timeout):
     """Train a model; extra --config.KEY=VALUE arguments override the config.
 
     With --distributed every process runs this same command: each builds its share of every batch,
     process 0 writes the run folder, and the run resumes on any number of processes."""
-    speaker = _join(distributed, coordinator, num_processes, process_id, stall_timeout, heartbeat_timeout)
+    speaker = _join(distributed, coordinator, num_processes, process_id, stall_timeout, heartbeat_timeout,
+                    local_device_ids)
     from stjax.config import load_config
     from stjax.train import train_and_evaluate
 
@@ -327,11 +343,12 @@ def _run_folder(workdir: str):
               help="Rank every item, the user's history included (eval.exclude_history=false: next-POI protocols).")
 @_distributed_options
 @_user_errors
-def evaluate_command(workdir, all_items, distributed, coordinator, num_processes, process_id, stall_timeout,
-                     heartbeat_timeout):
+def evaluate_command(workdir, all_items, distributed, coordinator, num_processes, process_id, local_device_ids,
+                     stall_timeout, heartbeat_timeout):
     """Recompute validation and test metrics from the best checkpoint (rebuilds the data split); also
     writes each test row's ranks and metrics (test_rows.npz) for `stjax report`."""
-    speaker = _join(distributed, coordinator, num_processes, process_id, stall_timeout, heartbeat_timeout)
+    speaker = _join(distributed, coordinator, num_processes, process_id, stall_timeout, heartbeat_timeout,
+                    local_device_ids)
     from stjax.runs import RunError
     from stjax.train.build import build_run, make_evaluators
 
@@ -419,7 +436,7 @@ def update_command(workdir, data_path, format_, columns, epochs, steps, eval_pat
 @_distributed_options
 @_user_errors
 def recommend_command(workdir, history_path, users, k, out, batch_size, no_progress, distributed, coordinator,
-                      num_processes, process_id, stall_timeout, heartbeat_timeout):
+                      num_processes, process_id, local_device_ids, stall_timeout, heartbeat_timeout):
     """Top-K items per user, streamed to --out, history items excluded (unseen users welcome).
 
     With --distributed every process runs this command; the batches are scored on the devices of all
@@ -428,7 +445,8 @@ def recommend_command(workdir, history_path, users, k, out, batch_size, no_progr
         raise UserError("recommend: give exactly one of --history PATH or --users all")
     if batch_size < 1:
         raise UserError(f"--batch-size {batch_size}: expected a positive number of users")
-    speaker = _join(distributed, coordinator, num_processes, process_id, stall_timeout, heartbeat_timeout)
+    speaker = _join(distributed, coordinator, num_processes, process_id, stall_timeout, heartbeat_timeout,
+                    local_device_ids)
     from stjax.serving.recommend import (
         HistoryFile,
         RecommendError,

@@ -67,6 +67,12 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
                                    heartbeat_timeout_seconds=heartbeat_timeout_seconds,
                                    shutdown_timeout_seconds=shutdown_timeout_seconds)
     except (RuntimeError, ValueError) as err:
+        if coordinator is None and "coordinator_address should be defined" in str(err):
+            raise DistributedError("--distributed without --coordinator: no cluster environment was detected "
+                                   "(Slurm: SLURM_JOB_ID, SLURM_STEP_NODELIST, SLURM_NTASKS, SLURM_PROCID, "
+                                   "SLURM_LOCALID; Open MPI: OMPI_MCA_orte_hnp_uri; a Kubernetes Indexed Job; a "
+                                   "TPU VM); give --coordinator HOST:PORT, --num-processes N and --process-id I, "
+                                   "or JAX_COORDINATOR_ADDRESS") from None
         where = coordinator or "the coordinator named by the cluster's environment"
         raise DistributedError(f"cannot join the run at {where} within {initialization_timeout} s "
                                f"({first_line(err)}); start every process with the same --coordinator and "

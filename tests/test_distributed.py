@@ -318,3 +318,7 @@ def test_distributed_options_are_checked():
                "127.0.0.1:1", "--num-processes", "2", "--process-id", "2")
     assert done.returncode == 2 and "--process-id 2: expected 0..1" in done.stderr
     assert "Traceback" not in done.stderr
+    env = {k: v for k, v in _env().items() if not k.startswith(("SLURM_", "OMPI_", "JAX_COORDINATOR"))}
+    done = subprocess.run([*STJAX, "train", "--config", "experiments/sasrec_synthetic.py:tiny", "--distributed"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "no cluster environment was detected" in done.stderr, done.stderr
