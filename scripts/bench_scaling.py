@@ -40,7 +40,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def _env(devices: int) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     env["JAX_PLATFORMS"] = "cpu"
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    # On 2 cores, D device threads of one process may wait > 40 s for each other under load: XLA's
+    # in-process rendezvous would abort the run.
+    env["XLA_FLAGS"] = (f"--xla_force_host_platform_device_count={devices} "
+                        f"--xla_cpu_collective_call_terminate_timeout_seconds=600")
     return env
 
 

@@ -61,6 +61,12 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
         raise DistributedError(f"--process-id {process_id}: expected 0..{num_processes - 1} "
                                f"(--num-processes {num_processes})")
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    stall = stall_timeout or 0.8 * heartbeat_timeout_seconds
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_cpu_collective_timeout_seconds" not in flags:
+        # gloo gives up on a peer after 30 s by default: processes that drift apart that long (process 0
+        # writing the run files, a loaded machine) are not a failure; a stuck peer is the watchdog's.
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_collective_timeout_seconds={int(stall) + 60}".strip()
     try:
         jax.distributed.initialize(coordinator, num_processes, process_id, local_device_ids=local_device_ids,
                                    initialization_timeout=initialization_timeout,
@@ -79,7 +85,7 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
                                f"--num-processes, and check that process 0 is reachable") from None
     global _joined
     _joined = True
-    start_watchdog(stall_timeout or 0.8 * heartbeat_timeout_seconds)
+    start_watchdog(stall)
 
 
 def joined() -> bool:

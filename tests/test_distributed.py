@@ -120,7 +120,7 @@ def _assert_same_run(one: Path, two: Path, results_one: dict, results_two: dict)
     assert results_two["best_step"] == results_one["best_step"]
 
 
-LONG = ["--config.train.num_epochs=60", "--config.train.eval_every_epochs=2", "--config.train.log_every=4",
+LONG = ["--config.train.num_epochs=40", "--config.train.eval_every_epochs=4", "--config.train.log_every=4",
         "--config.train.item_rows_multiple=2"]
 
 
