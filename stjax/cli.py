@@ -68,8 +68,9 @@ def _distributed_options(function):
         click.option("--local-device-ids", default=None, metavar="0,1,...",
                      help="The local devices this process drives (default: JAX's choice; under Slurm with one "
                           "task per node give every GPU of the node: JAX's detection gives each task one)."),
-        click.option("--stall-timeout", default=300.0, show_default=True, type=click.FloatRange(1.0),
-                     help="Seconds without a step before a process gives up on its peers (with --distributed)."),
+        click.option("--stall-timeout", default=0.0, type=click.FloatRange(0.0),
+                     help="Seconds without a training step before a process gives up on its peers (with "
+                          "--distributed; below --heartbeat-timeout)  [default: 0.8 x --heartbeat-timeout]"),
         click.option("--heartbeat-timeout", default=100, show_default=True, type=click.IntRange(1),
                      help="Seconds without a heartbeat before JAX declares a process dead (with --distributed)."),
     ]

@@ -60,8 +60,12 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     if num_processes is not None and not 0 <= process_id < num_processes:
         raise DistributedError(f"--process-id {process_id}: expected 0..{num_processes - 1} "
                                f"(--num-processes {num_processes})")
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     stall = stall_timeout or 0.8 * heartbeat_timeout_seconds
+    if stall >= heartbeat_timeout_seconds:
+        raise DistributedError(f"--stall-timeout {stall:g} must be below --heartbeat-timeout "
+                               f"{heartbeat_timeout_seconds} (JAX would abort a silent peer's run first, with "
+                               f"no clear message)")
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_cpu_collective_timeout_seconds" not in flags:
         # gloo gives up on a peer after 30 s by default: processes that drift apart that long (process 0
@@ -98,10 +102,20 @@ def describe() -> str:
     return f"process {jax.process_index()} of {jax.process_count()}"
 
 
-def beat() -> None:
-    """Progress was made (a step, an evaluation batch): the watchdog's clock starts again."""
+def beat(after=None) -> None:
+    """Progress was made (a step, an evaluation batch): the watchdog's clock starts again. after: a
+    device result of that work, waited for first while the watchdog watches (so a beat means done,
+    not dispatched; the caller dispatches the next piece before, keeping one in flight)."""
     if _watchdog is not None:
+        if after is not None and _watchdog.watching:
+            jax.block_until_ready(after)
         _watchdog.beat()
+
+
+def watching():
+    """The `with` block the watchdog guards (the training loop): outside it, setup, restores, the
+    final evaluation and the writes of process 0 may take as long as they take."""
+    return _watchdog.watch() if _watchdog is not None else _NoPause()
 
 
 def set_context(text: str) -> None:
@@ -113,8 +127,8 @@ def set_context(text: str) -> None:
 class Watchdog:
     """A daemon thread that ends the process when `beat` has not been called for `timeout` seconds.
 
-    `paused()` suspends it around work that may take long without collectives (compiling the step
-    the first time, restoring a checkpoint)."""
+    It watches only inside `watch()` (the training loop); `paused()` suspends it there around work
+    that may take long (compiling the step and the evaluation the first time, a checkpoint save)."""
 
     def __init__(self, timeout: float, on_stall=None, poll: float = 0.5):
         self.timeout, self.poll = float(timeout), poll
@@ -122,7 +136,7 @@ class Watchdog:
         self.on_stall = on_stall or (lambda seconds: fail(f"no progress for {seconds:.0f} s: a peer process "
                                                           f"died or hangs", self.context))
         self._last = time.monotonic()
-        self._paused = 0
+        self._paused = 1  # armed by watch()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="stjax-watchdog", daemon=True)
         self._thread.start()
@@ -142,6 +156,23 @@ class Watchdog:
                 watchdog.beat()
 
         return _Paused()
+
+    @property
+    def watching(self) -> bool:
+        return self._paused == 0
+
+    def watch(self):
+        watchdog = self
+
+        class _Watch:
+            def __enter__(self):
+                watchdog.beat()
+                watchdog._paused -= 1
+
+            def __exit__(self, *exc):
+                watchdog._paused += 1
+
+        return _Watch()
 
     def stop(self) -> None:
         self._stop.set()
@@ -189,10 +220,14 @@ def fail(reason: str, context: str = "") -> None:
 
 
 def is_peer_failure(err: BaseException) -> bool:
-    """Whether `err` says a collective or the coordination service lost a peer."""
-    text = str(err)
-    return any(mark in text for mark in ("Gloo", "gloo", "Connection closed by peer", "heartbeat", "UNAVAILABLE",
-                                         "DEADLINE_EXCEEDED", "coordination service", "Barrier"))
+    """Whether `err` says a collective or the coordination service lost a peer (read from the first
+    line of an XLA/JAX runtime error only, so a path or a user's message cannot match)."""
+    if not isinstance(err, (RuntimeError, ValueError)):
+        return False
+    text = first_line(err)
+    return any(mark in text for mark in ("Gloo", "Connection closed by peer", "Connection reset by peer",
+                                         "heartbeat", "UNAVAILABLE:", "DEADLINE_EXCEEDED:", "ncclInternalError",
+                                         "ncclRemoteError", "remote process exited", "Barrier failed"))
 
 
 def first_line(err: BaseException) -> str:

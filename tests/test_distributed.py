@@ -39,16 +39,31 @@ def _port() -> int:
         return sock.getsockname()[1]
 
 
+LAUNCHED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_processes():
+    """Whatever a test launched is killed when it ends, passed or failed (a stopped one too)."""
+    yield
+    while LAUNCHED:
+        proc = LAUNCHED.pop()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)
+            proc.kill()
+            proc.wait()
+
+
 def _launch(command: list[str], processes: int, tmp: Path, name: str, devices: int = 1) -> list[subprocess.Popen]:
     """`processes` copies of `stjax COMMAND --distributed` on 127.0.0.1 (stdout/stderr to files)."""
     port = _port()
     procs = []
     for index in range(processes):
-        out = open(tmp / f"{name}-{index}.out", "w")
-        err = open(tmp / f"{name}-{index}.err", "w")
-        procs.append(subprocess.Popen(
-            [*STJAX, *command, "--distributed", "--coordinator", f"127.0.0.1:{port}", "--num-processes",
-             str(processes), "--process-id", str(index)], cwd=ROOT, env=_env(devices), stdout=out, stderr=err))
+        with open(tmp / f"{name}-{index}.out", "w") as out, open(tmp / f"{name}-{index}.err", "w") as err:
+            procs.append(subprocess.Popen(
+                [*STJAX, *command, "--distributed", "--coordinator", f"127.0.0.1:{port}", "--num-processes",
+                 str(processes), "--process-id", str(index)], cwd=ROOT, env=_env(devices), stdout=out, stderr=err))
+    LAUNCHED.extend(procs)
     return procs
 
 
@@ -292,14 +307,17 @@ def test_watchdog_fires_only_without_progress():
     fired = []
     dog = Watchdog(0.3, on_stall=fired.append, poll=0.02)
     try:
-        for _ in range(20):  # beating: never fires
-            dog.beat()
-            time.sleep(0.05)
+        time.sleep(0.6)  # outside watch(): setup may take as long as it takes
         assert fired == []
-        with dog.paused():  # paused: never fires
-            time.sleep(0.6)
-        assert fired == []
-        time.sleep(0.6)  # silent: fires once
+        with dog.watch():
+            for _ in range(20):  # beating: never fires
+                dog.beat()
+                time.sleep(0.05)
+            assert fired == []
+            with dog.paused():  # paused: never fires
+                time.sleep(0.6)
+            assert fired == []
+            time.sleep(0.6)  # silent: fires once
         assert len(fired) == 1 and fired[0] > 0.3
     finally:
         dog.stop()
@@ -318,7 +336,22 @@ def test_distributed_options_are_checked():
                "127.0.0.1:1", "--num-processes", "2", "--process-id", "2")
     assert done.returncode == 2 and "--process-id 2: expected 0..1" in done.stderr
     assert "Traceback" not in done.stderr
-    env = {k: v for k, v in _env().items() if not k.startswith(("SLURM_", "OMPI_", "JAX_COORDINATOR"))}
+    done = cli("train", "--config", "experiments/sasrec_synthetic.py:tiny", "--distributed", "--coordinator",
+               "127.0.0.1:1", "--num-processes", "2", "--process-id", "0", "--stall-timeout", "200")
+    assert done.returncode == 2 and "must be below --heartbeat-timeout" in done.stderr
+    env = {k: v for k, v in _env().items()
+           if not k.startswith(("SLURM_", "OMPI_", "JAX_COORDINATOR", "KUBERNETES_", "TPU_"))}
     done = subprocess.run([*STJAX, "train", "--config", "experiments/sasrec_synthetic.py:tiny", "--distributed"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "no cluster environment was detected" in done.stderr, done.stderr
+
+
+def test_peer_failures_are_told_from_other_errors():
+    from stjax.distributed import is_peer_failure
+
+    assert is_peer_failure(ValueError("UNKNOWN: Gloo all-reduce failed: [pair.cc:547] Connection closed by peer"))
+    assert is_peer_failure(RuntimeError("INTERNAL: Error dispatching computation: Gloo all-reduce failed: ... "
+                                        "Connection reset by peer"))
+    assert not is_peer_failure(ValueError("cannot read /scratch/gloo_runs/x.csv"))  # a path is not a peer
+    assert not is_peer_failure(KeyError("Gloo"))
+    assert not is_peer_failure(ValueError("bad value\nGloo all-reduce failed"))  # only the first line counts

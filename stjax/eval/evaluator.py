@@ -116,10 +116,12 @@ def summed(step, params, batches, context=None, scoring=None) -> dict | None:
     """An evaluation step's outputs summed over batches on the device, fetched once (None: no batch)."""
     context = {} if context is None else context
     totals = None
+    previous = None
     for batch in batches:
         result = step(params, batch, context, scoring)
         totals = result if totals is None else jax.tree_util.tree_map(jnp.add, totals, result)
-        distributed.beat()
+        distributed.beat(after=previous)  # the previous batch is done (this one is dispatched)
+        previous = result
     return None if totals is None else fetch(totals)
 
 

@@ -92,6 +92,12 @@ def build_model(config, info: DataInfo, context=None, total_steps: int = 1, mesh
 
 
 def _mesh(config):
+    if jax.process_count() > 1:  # each process feeds B/P rows to its own devices (put_local)
+        local, model = jax.local_device_count(), int(config.train.model_parallel)
+        if int(config.train.num_devices) not in (0, jax.device_count()) or local % model:
+            raise ConfigError(f"train.num_devices {config.train.num_devices} / train.model_parallel {model}: with "
+                              f"{jax.process_count()} processes the mesh must use every device and the model axis "
+                              f"must stay inside a process ({local} devices each)")
     try:
         return make_mesh(int(config.train.num_devices), int(config.train.model_parallel))
     except ValueError as err:

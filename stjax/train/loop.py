@@ -238,50 +238,66 @@ def fit(run, folder: RunFolder, evaluators, checkpoints, best: Best, state, step
         checkpoints.check()  # a failed background save stops the run here, not one evaluation later
 
     try:
-        window, window_steps, pending = None, 0, None  # pending: a window fetched one step late
-        while step < run.total_steps and not best.stopped:
-            tick = time.perf_counter()
-            if clock["compile"] is None:  # compiling may take long: the watchdog waits
-                with distributed.paused():
-                    state, metrics = train_step(state, put_batch(next(run.iterator), run.shardings.batch),
-                                                run.context)
-                    jax.block_until_ready(metrics)
-                clock["compile"] = time.perf_counter() - tick
-                tick = time.perf_counter()
-            else:
-                state, metrics = train_step(state, put_batch(next(run.iterator), run.shardings.batch), run.context)
-            distributed.beat()
-            if pending is not None:  # the previous window, while this step runs on the device
-                flush(pending)
-                pending = None
-            window = metrics if window is None else jax.tree_util.tree_map(jnp.add, window, metrics)
-            window_steps += 1
-            step += 1
-            evaluating = (step - origin) % eval_every == 0 or step == run.total_steps
-            if evaluating or step % log_every == 0:
-                pending, window, window_steps = (window, window_steps, step), None, 0
-            if evaluating:
-                flush(pending)  # the loss must be checked before this state is evaluated and saved
-                pending = None
-            clock["train"] += time.perf_counter() - tick
-            if evaluating:
-                tick = time.perf_counter()
-                valid = evaluators.evaluate(state.params, "valid", run.context)
-                clock["eval"] += time.perf_counter() - tick
-                value = valid.get(metric_name)
-                if value is None:
-                    raise ConfigError(f"eval.metric '{metric_name}' is not computed; choose one of "
-                                      f"{', '.join(k for k in valid if k != 'num_users')}")
-                best.update(step, value, valid)
-                sink.valid(step, valid, metric_name, value, best.record["best"])
-                best.record["iterator"] = run.iterator.get_state()
-                checkpoints.save(step, state, best.record, value)
-                distributed.set_context(f"the checkpoints are in {checkpoints.root} (the last one at step {step}, "
-                                        f"if its save completed); the same command resumes")
+        with distributed.watching():  # several processes: a peer that stops stepping ends this one
+            state, step = _steps(run, train_step, evaluators, checkpoints, best, sink, flush, clock, state, step,
+                                 origin, eval_every, log_every, metric_name)
         checkpoints.wait()
     finally:
         sink.close()
     return Fitted(state, step, clock, train_step)
+
+
+def _steps(run, train_step, evaluators, checkpoints, best, sink, flush, clock, state, step, origin, eval_every,
+           log_every, metric_name):
+    """`fit`'s loop: the steps, the metric windows, the evaluations and checkpoints."""
+    window, window_steps, pending = None, 0, None  # pending: a window fetched one step late
+    previous = None  # the last step's metrics: a multi-process watchdog beat waits for them
+    while step < run.total_steps and not best.stopped:
+        tick = time.perf_counter()
+        if clock["compile"] is None:  # compiling may take long: the watchdog waits
+            with distributed.paused():
+                state, metrics = train_step(state, put_batch(next(run.iterator), run.shardings.batch),
+                                            run.context)
+                jax.block_until_ready(metrics)
+            clock["compile"] = time.perf_counter() - tick
+            tick = time.perf_counter()
+        else:
+            state, metrics = train_step(state, put_batch(next(run.iterator), run.shardings.batch), run.context)
+        distributed.beat(after=previous)  # the previous step is done (this one is dispatched)
+        previous = metrics
+        if pending is not None:  # the previous window, while this step runs on the device
+            flush(pending)
+            pending = None
+        window = metrics if window is None else jax.tree_util.tree_map(jnp.add, window, metrics)
+        window_steps += 1
+        step += 1
+        evaluating = (step - origin) % eval_every == 0 or step == run.total_steps
+        if evaluating or step % log_every == 0:
+            pending, window, window_steps = (window, window_steps, step), None, 0
+        if evaluating:
+            flush(pending)  # the loss must be checked before this state is evaluated and saved
+            pending = None
+        clock["train"] += time.perf_counter() - tick
+        if evaluating:
+            tick = time.perf_counter()
+            if clock["eval"] == 0.0:  # the first evaluation compiles its step: the watchdog waits
+                with distributed.paused():
+                    valid = evaluators.evaluate(state.params, "valid", run.context)
+            else:
+                valid = evaluators.evaluate(state.params, "valid", run.context)
+            clock["eval"] += time.perf_counter() - tick
+            value = valid.get(metric_name)
+            if value is None:
+                raise ConfigError(f"eval.metric '{metric_name}' is not computed; choose one of "
+                                  f"{', '.join(k for k in valid if k != 'num_users')}")
+            best.update(step, value, valid)
+            sink.valid(step, valid, metric_name, value, best.record["best"])
+            best.record["iterator"] = run.iterator.get_state()
+            with distributed.paused():  # a save may wait for the previous one to finish writing
+                checkpoints.save(step, state, best.record, value)
+            distributed.set_context(f"the checkpoints are in {checkpoints.root} (the last one at step {step}, "
+                                    f"if its save completed); the same command resumes")
+    return state, step
 
 
 def _tensorboard(workdir: Path, step: int):
