@@ -296,14 +296,21 @@ def _free_port_in_slurm_range() -> int:
     raise AssertionError("no free port in 61440..65535")
 
 
+def _stand_in(tmp_path: Path, name: str, script: str) -> tuple[Path, Path]:
+    """An executable `name` running `script` in tmp_path/bin (to put first on PATH) and its log folder
+    tmp_path/name: (bin folder, log folder)."""
+    bin_dir, log = tmp_path / "bin", tmp_path / name
+    bin_dir.mkdir()
+    log.mkdir()
+    (bin_dir / name).write_text(script)
+    (bin_dir / name).chmod(0o755)
+    return bin_dir, log
+
+
 @pytest.fixture
 def fake_slurm(tmp_path):
     """(environment for `bash slurm.sbatch`, srun's log folder)."""
-    bin_dir, log = tmp_path / "bin", tmp_path / "srun"
-    bin_dir.mkdir()
-    log.mkdir()
-    (bin_dir / "srun").write_text(FAKE_SRUN)
-    (bin_dir / "srun").chmod(0o755)
+    bin_dir, log = _stand_in(tmp_path, "srun", FAKE_SRUN)
     job_id = _free_port_in_slurm_range() - 61440 + 4096 * 37  # JAX's coordinator port is then free
     env = _env(SLURM_JOB_ID=str(job_id), SLURM_NTASKS="2", SLURM_JOB_NUM_NODES="2", SLURM_JOB_NAME="stjax",
                SLURM_SUBMIT_DIR=str(ROOT), STJAX_VENV=str(BIN.parent), SRUN_LOG=str(log))
@@ -430,11 +437,7 @@ exit 0
 
 @pytest.fixture
 def fake_gcloud(tmp_path):
-    bin_dir, log = tmp_path / "bin", tmp_path / "gcloud"
-    bin_dir.mkdir()
-    log.mkdir()
-    (bin_dir / "gcloud").write_text(FAKE_GCLOUD)
-    (bin_dir / "gcloud").chmod(0o755)
+    bin_dir, log = _stand_in(tmp_path, "gcloud", FAKE_GCLOUD)
     env = _env(GCLOUD_LOG=str(log), PROJECT="my-project")
     env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
 
